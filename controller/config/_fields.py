@@ -1,0 +1,53 @@
+"""Building blocks shared by the config models.
+
+A safety limit is never a bare number: it carries its default from SPEC 5.2 and the safe
+bounds it can be configured within, so pydantic refuses a weakened limit at load time and
+the error can say what range was allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Base of every config model: a typo in a key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def bounded(default: Any, lo: float, hi: float, unit: str, description: str) -> Any:
+    """A field whose value must stay in [lo, hi]; `default=...` makes it required."""
+    return Field(
+        default,
+        ge=lo,
+        le=hi,
+        description=f"{description} [{unit}]; allowed {lo:g}..{hi:g}",
+        json_schema_extra={"unit": unit},
+    )
+
+
+class RuleViolation(ValueError):
+    """A cross-field rule broken, reported against the field the operator should change."""
+
+    def __init__(self, field: str, value: Any, why: str, allowed: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.why = why
+        self.allowed = allowed
+        super().__init__(f"{field}: {why}")
+
+
+class RuleViolations(ValueError):
+    """Every cross-field rule a model breaks, gathered so the operator sees them all at once."""
+
+    def __init__(self, violations: list[RuleViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(str(v) for v in violations))
+
+
+def check_rules(violations: list[RuleViolation]) -> None:
+    if violations:
+        raise RuleViolations(violations)

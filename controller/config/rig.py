@@ -1,0 +1,249 @@
+"""The rig: link, timing, pumps, sensors and the safety limits of SPEC 5.2.
+
+Every limit has its SPEC default and safe bounds; a rig file can tighten a limit but never
+move it outside the bounds (e.g. the return low limit cannot go below 5 mmHg).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+
+PUMP_NAMES = (
+    "blood",
+    "plasma",
+    "replacement",
+    "loop",
+    "filtrate",
+    "substitution",
+    "return",
+    "heparin",
+)
+#: Hard maxima of each pump (SPEC 3), mL/min; heparin in mL/h.
+PUMP_HARD_MAX: dict[str, float] = {
+    "blood": 250.0,
+    "plasma": 60.0,
+    "replacement": 60.0,
+    "loop": 300.0,
+    "filtrate": 100.0,
+    "substitution": 100.0,
+    "return": 60.0,
+    "heparin": 20.0,
+}
+VALVE_POSITIONS: dict[str, tuple[str, ...]] = {
+    "plasma_route": ("waste", "collect"),
+    "venous_clamp": ("closed", "open"),
+}
+PRESSURE_NAMES = (
+    "access",
+    "pre_separator",
+    "plasma",
+    "return",
+    "pre_filter",
+    "filtrate",
+    "pre_adsorber",
+    "post_adsorber",
+)
+SCALE_NAMES = (
+    "replacement_bag",
+    "waste_bag",
+    "substitution_bag",
+    "outer_chamber",
+    "inner_chamber",
+)
+SENSOR_NAMES = (*PRESSURE_NAMES, *SCALE_NAMES, "plasma_temp", "map")
+DETECTOR_NAMES = ("air_return", "blood_leak")
+
+
+class PumpConfig(Strict):
+    max_rate: float = Field(
+        ..., gt=0, description="highest rate the controller may command (mL/min; heparin mL/h)"
+    )
+    calibration: float = bounded(1.0, 0.8, 1.2, "factor", "encoder mL per commanded mL")
+
+
+def _pump(name: str) -> PumpConfig:
+    return PumpConfig(max_rate=PUMP_HARD_MAX[name])
+
+
+class Pumps(Strict):
+    blood: PumpConfig = _pump("blood")
+    plasma: PumpConfig = _pump("plasma")
+    replacement: PumpConfig = _pump("replacement")
+    loop: PumpConfig = _pump("loop")
+    filtrate: PumpConfig = _pump("filtrate")
+    substitution: PumpConfig = _pump("substitution")
+    return_: PumpConfig = Field(_pump("return"), alias="return")
+    heparin: PumpConfig = _pump("heparin")
+
+    model_config = Strict.model_config | {"populate_by_name": True, "serialize_by_alias": True}
+
+    def get(self, name: str) -> PumpConfig:
+        return getattr(self, "return_" if name == "return" else name)
+
+    @model_validator(mode="after")
+    def _within_hard_limits(self) -> Pumps:
+        check_rules(
+            [
+                RuleViolation(
+                    f"{name}.max_rate",
+                    self.get(name).max_rate,
+                    "above what the pump can safely deliver",
+                    f"at most {PUMP_HARD_MAX[name]:g}",
+                )
+                for name in PUMP_NAMES
+                if self.get(name).max_rate > PUMP_HARD_MAX[name]
+            ]
+        )
+        return self
+
+
+class SensorRange(Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SensorRange:
+        check_rules(
+            []
+            if self.low < self.high
+            else [RuleViolation("high", self.high, "must be above low", f"> {self.low:g}")]
+        )
+        return self
+
+
+class Sensors(Strict):
+    """Plausible reading ranges: a reading outside is a sensor fault, not a value."""
+
+    pressure: SensorRange = SensorRange(low=-300, high=600)
+    scale: SensorRange = SensorRange(low=-50, high=12000)
+    plasma_temp: SensorRange = SensorRange(low=20, high=45)
+    map: SensorRange = SensorRange(low=20, high=200)
+    stuck_after_s: float = bounded(
+        5.0, 1, 30, "s", "a reading unchanged this long while flow changes is stuck"
+    )
+
+
+class AlarmLimits(Strict):
+    """SPEC 5.2 defaults; bounds are the safe range each may be configured within."""
+
+    return_low_mmhg: float = bounded(10.0, 5, 50, "mmHg", "return pressure low limit")
+    return_high_mmhg: float = bounded(300.0, 100, 450, "mmHg", "return pressure high limit")
+    return_window_mmhg: float = bounded(
+        20.0, 10, 40, "mmHg", "tracking window below the actual return pressure"
+    )
+    return_recenter_s: float = bounded(
+        10.0, 5, 20, "s", "delay before the return window re-centres after a flow change"
+    )
+    access_low_mmhg: float = bounded(-250.0, -350, -100, "mmHg", "access pressure low limit")
+    separator_tmp_high_mmhg: float = bounded(60.0, 20, 60, "mmHg", "separator TMP limit")
+    separator_tmp_stop_s: float = bounded(
+        30.0, 5, 120, "s", "TMP high this long after reducing the plasma pump stops it"
+    )
+    adsorber_dp_high_mmhg: float = bounded(150.0, 50, 250, "mmHg", "adsorber pressure drop limit")
+    filter_tmp_high_mmhg: float = bounded(200.0, 50, 300, "mmHg", "hemofilter TMP limit")
+    fluid_imbalance_ml: float = bounded(100.0, 20, 200, "mL", "patient fluid balance error")
+    map_low_mmhg: float = bounded(65.0, 60, 80, "mmHg", "mean arterial pressure low limit")
+    map_delay_s: float = bounded(15.0, 5, 30, "s", "MAP below its limit this long alarms")
+    pump_mismatch_fraction: float = bounded(
+        0.10, 0.02, 0.20, "fraction", "measured vs commanded flow difference"
+    )
+    pump_mismatch_s: float = bounded(3.0, 1, 10, "s", "pump mismatch this long alarms")
+    plasma_temp_low_c: float = bounded(35.0, 33, 37, "degC", "plasma too cold")
+    plasma_temp_high_c: float = bounded(39.0, 37, 40, "degC", "plasma too warm")
+    plasma_temp_cutoff_c: float = bounded(
+        41.0, 39, 42, "degC", "stop the warmer and the return pump"
+    )
+    bag_empty_g: float = bounded(30.0, 5, 200, "g", "a bag this light is empty")
+    bag_full_margin_g: float = bounded(
+        200.0, 50, 1000, "g", "a bag this close to its capacity is full"
+    )
+    minimum_blood_flow_ml_min: float = bounded(
+        50.0, 30, 100, "mL/min", "blood flow kept while paused or hypotensive"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlarmLimits:
+        bad = []
+        if not self.plasma_temp_low_c < self.plasma_temp_high_c < self.plasma_temp_cutoff_c:
+            bad.append(
+                RuleViolation(
+                    "plasma_temp_high_c",
+                    self.plasma_temp_high_c,
+                    "temperature limits must rise: low < high < cutoff",
+                    f"between {self.plasma_temp_low_c:g} and {self.plasma_temp_cutoff_c:g}",
+                )
+            )
+        check_rules(bad)
+        return self
+
+
+class SerialLink(Strict):
+    url: str | None = Field(
+        None, description="pyserial URL: /dev/ttyUSB0, a pty path, or socket://host:port"
+    )
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] = 115200
+
+
+class SimRig(Strict):
+    """What the simulated rig starts with; a real rig ignores this section."""
+
+    seed: int = 0
+    map_baseline_mmhg: float = bounded(80.0, 40, 140, "mmHg", "simulated patient's MAP")
+    il6_pg_ml: float = bounded(500.0, 0, 100000, "pg/mL", "simulated IL-6 at start")
+    bilirubin_umol_l: float = bounded(400.0, 0, 1500, "umol/L", "simulated bilirubin at start")
+    substitution_bag_ml: float = bounded(5000.0, 0, 20000, "mL", "substitution fluid hung")
+    waste_bag_capacity_ml: float = bounded(10000.0, 1000, 30000, "mL", "waste bag capacity")
+
+
+class RigConfig(Strict):
+    rig_id: str = Field("rig-01", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    backend: Literal["sim", "serial"] = "sim"
+    serial: SerialLink = SerialLink()
+    firmware_tick_ms: int = bounded(10, 1, 50, "ms", "firmware tick")
+    sample_period_ms: int = bounded(100, 10, 500, "ms", "firmware sample period")
+    control_period_ms: int = bounded(100, 20, 500, "ms", "controller cycle")
+    heartbeat_timeout_ms: int = bounded(
+        500, 100, 1000, "ms", "firmware goes safe when the controller is silent this long"
+    )
+    link_lost_ms: int = bounded(300, 100, 1000, "ms", "no frame this long means the link is lost")
+    pumps: Pumps = Pumps()
+    sensors: Sensors = Sensors()
+    alarms: AlarmLimits = AlarmLimits()
+    sim: SimRig = SimRig()
+
+    @model_validator(mode="after")
+    def _timing(self) -> RigConfig:
+        bad = []
+        if self.heartbeat_timeout_ms < 2 * self.control_period_ms:
+            bad.append(
+                RuleViolation(
+                    "heartbeat_timeout_ms",
+                    self.heartbeat_timeout_ms,
+                    "one late controller cycle would trip the firmware watchdog",
+                    f"at least 2 x control_period_ms = {2 * self.control_period_ms}",
+                )
+            )
+        if self.sample_period_ms < self.firmware_tick_ms:
+            bad.append(
+                RuleViolation(
+                    "sample_period_ms",
+                    self.sample_period_ms,
+                    "the firmware cannot sample faster than it ticks",
+                    f"at least firmware_tick_ms = {self.firmware_tick_ms}",
+                )
+            )
+        if self.link_lost_ms < 2 * self.sample_period_ms:
+            bad.append(
+                RuleViolation(
+                    "link_lost_ms",
+                    self.link_lost_ms,
+                    "one late sample would be taken for a lost link",
+                    f"at least 2 x sample_period_ms = {2 * self.sample_period_ms}",
+                )
+            )
+        check_rules(bad)
+        return self

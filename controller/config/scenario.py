@@ -1,0 +1,142 @@
+"""Scenarios: timed faults for the simulated rig, one kind per hazard of SPEC 5.2.
+
+The catalogue of fault names and their parameters lives here, with the models, so a scenario
+file is checked before a simulated treatment starts; `firmware_sim.faults` implements them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
+
+PumpName = Literal[PUMP_NAMES]  # type: ignore[valid-type]
+ScaleName = Literal[SCALE_NAMES]  # type: ignore[valid-type]
+SensorName = Literal[SENSOR_NAMES]  # type: ignore[valid-type]
+PressureName = Literal[PRESSURE_NAMES]  # type: ignore[valid-type]
+
+
+class NoParams(Strict):
+    pass
+
+
+class Severity(Strict):
+    """How strong the fault is, 0..1 of its worst case (1.0 = full occlusion ...)."""
+
+    severity: float = bounded(1.0, 0.0, 1.0, "fraction", "strength of the fault")
+
+
+class OnPump(Strict):
+    pump: PumpName
+
+
+class OnBag(Strict):
+    bag: ScaleName
+
+
+class ScaleDrift(Strict):
+    bag: ScaleName
+    grams_per_min: float = bounded(5.0, -100, 100, "g/min", "scale reading drift")
+
+
+class Hypotension(Strict):
+    drop_mmhg: float = bounded(25.0, 1, 60, "mmHg", "fall of the patient's MAP")
+
+
+class OnSensor(Strict):
+    sensor: SensorName
+
+
+class SensorStuck(Strict):
+    sensor: SensorName
+
+
+class PlasmaTemp(Strict):
+    offset_c: float = bounded(4.0, 0.5, 10, "degC", "warmer error, cold or hot")
+
+
+class Fouling(Strict):
+    mmhg_per_min: float = bounded(5.0, 0.1, 100, "mmHg/min", "rise of the pressure it causes")
+
+
+#: name -> parameter model; the hazard each one exercises is in docs/safety.md.
+FAULTS: dict[str, type[Strict]] = {
+    "air_bubble": NoParams,
+    "return_disconnection": NoParams,
+    "return_occlusion": Severity,
+    "access_occlusion": Severity,
+    "separator_fouling": Fouling,
+    "blood_leak": NoParams,
+    "adsorber_clotting": Fouling,
+    "filter_clotting": Fouling,
+    "bag_empty": OnBag,
+    "bag_full": OnBag,
+    "scale_drift": ScaleDrift,
+    "hypotension": Hypotension,
+    "pump_stall": OnPump,
+    "pump_overspeed": OnPump,
+    "sensor_stuck": SensorStuck,
+    "sensor_out_of_range": OnSensor,
+    "sensor_missing": OnSensor,
+    "plasma_too_cold": PlasmaTemp,
+    "plasma_too_hot": PlasmaTemp,
+    "controller_silence": NoParams,
+    "mcu_reset": NoParams,
+}
+
+
+class FaultEvent(Strict):
+    at_s: float = bounded(..., 0, 86400, "s", "rig time the fault starts")
+    fault: str
+    duration_s: float | None = bounded(
+        None, 0, 86400, "s", "how long it lasts; absent = until the end"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_fault(self) -> FaultEvent:
+        model = FAULTS.get(self.fault)
+        if model is None:
+            check_rules(
+                [
+                    RuleViolation(
+                        "fault", self.fault, "unknown fault", "one of: " + ", ".join(sorted(FAULTS))
+                    )
+                ]
+            )
+            return self
+        try:
+            model.model_validate(self.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            check_rules(
+                [
+                    RuleViolation(
+                        f"params.{where}",
+                        err.get("input"),
+                        err["msg"],
+                        "parameters: " + (", ".join(model.model_fields) or "none"),
+                    )
+                ]
+            )
+        return self
+
+    def parsed_params(self) -> Strict:
+        return FAULTS[self.fault].model_validate(self.params)
+
+
+class Scenario(Strict):
+    name: str = Field(..., min_length=1, max_length=80)
+    description: str = ""
+    events: tuple[FaultEvent, ...]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Scenario:
+        check_rules(
+            [] if self.events else [RuleViolation("events", [], "a scenario needs an event")]
+        )
+        return self

@@ -1,0 +1,118 @@
+"""Clinical sizing: plasma volume, expected removal, phase durations.
+
+Kept apart from the models so it can be checked against the published figures on its own
+(Kaplan: PV = 0.065 x weight x (1 - Hct); single-pool exchange: C/C0 = exp(-V/PV)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.config.prescription import Prescription
+
+#: Fixed estimates for the steps whose length does not follow from the prescription.
+SELF_TEST_S = 60.0
+CONNECTING_S = 120.0
+#: Saline needed to prime the blood side and, when there is one, the plasma loop.
+PRIME_BLOOD_SIDE_ML = 600.0
+PRIME_LOOP_ML = 500.0
+PRIME_FLOW_ML_MIN = 150.0
+#: Blood held by the extracorporeal blood side, returned with saline at the end.
+RINSE_BACK_ML = 300.0
+
+
+def plasma_volume_ml(weight_kg: float, hematocrit: float) -> float:
+    """Kaplan's estimate of the plasma volume in mL."""
+    return 0.065 * weight_kg * (1.0 - hematocrit) * 1000.0
+
+
+def expected_removal(exchanged_ml: float, plasma_volume: float) -> float:
+    """Fraction of a plasma-confined solute removed by exchanging `exchanged_ml` (0..1)."""
+    if plasma_volume <= 0:
+        raise ValueError("plasma volume must be positive")
+    return 1.0 - math.exp(-exchanged_ml / plasma_volume)
+
+
+@dataclass(frozen=True, slots=True)
+class PhasePlan:
+    name: str
+    duration_s: float
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class TreatmentPlan:
+    plasma_volume_ml: float
+    exchange_volume_ml: float
+    exchange_pv: float
+    expected_removal: float
+    phases: tuple[PhasePlan, ...]
+
+    @property
+    def total_s(self) -> float:
+        return sum(p.duration_s for p in self.phases)
+
+
+def _minutes(ml: float, ml_min: float) -> float:
+    return 60.0 * ml / ml_min if ml_min > 0 else 0.0
+
+
+def plan(p: Prescription) -> TreatmentPlan:
+    """Expected course of a treatment, from the prescribed flows and volumes."""
+    pv = p.plasma_volume_ml
+    v = p.exchange_ml
+    qp = p.plasma_flow
+    prime_ml = PRIME_BLOOD_SIDE_ML + (PRIME_LOOP_ML if p.has_loop else 0.0)
+    phases = [
+        PhasePlan("self_test", SELF_TEST_S, "pumps, clamp, detectors, pressure zero"),
+        PhasePlan(
+            "priming",
+            _minutes(prime_ml, PRIME_FLOW_ML_MIN),
+            f"{prime_ml:.0f} mL saline at {PRIME_FLOW_ML_MIN:.0f} mL/min",
+        ),
+        PhasePlan("connecting", CONNECTING_S, f"blood ramp to {p.blood_flow_ml_min:g} mL/min"),
+    ]
+    if v > 0:
+        collect = p.collection_threshold_ml if p.has_loop else 0.0
+        phases.append(
+            PhasePlan(
+                "exchange", _minutes(v - collect, qp), f"{v - collect:.0f} mL plasma to waste"
+            )
+        )
+        if p.has_loop:
+            phases.append(
+                PhasePlan(
+                    "exchange_collect", _minutes(collect, qp), f"{collect:.0f} mL plasma collected"
+                )
+            )
+    if p.has_loop:
+        end = p.purification_end
+        candidates = []
+        if end.duration_min is not None:
+            candidates.append(end.duration_min * 60.0)
+        if end.processed_plasma_ml is not None:
+            candidates.append(_minutes(end.processed_plasma_ml, p.loop_flow))
+        phases.append(
+            PhasePlan(
+                "purification",
+                min(candidates),
+                f"loop {p.loop_flow:.0f} mL/min, filtrate {p.filtrate_flow:g} mL/min",
+            )
+        )
+    phases.append(
+        PhasePlan(
+            "rinse_back",
+            _minutes(RINSE_BACK_ML, p.blood_flow_ml_min),
+            f"{RINSE_BACK_ML:.0f} mL returned with saline",
+        )
+    )
+    return TreatmentPlan(
+        plasma_volume_ml=pv,
+        exchange_volume_ml=v,
+        exchange_pv=v / pv,
+        expected_removal=expected_removal(v, pv),
+        phases=tuple(phases),
+    )

@@ -1,0 +1,77 @@
+"""Clinical sizing against the published figures (SPEC 3, REFERENCE Sizing)."""
+
+import pytest
+
+from controller import sizing
+from controller.config import Prescription
+
+
+def test_kaplan_plasma_volume_of_reference_patient() -> None:
+    assert sizing.plasma_volume_ml(70, 0.30) == pytest.approx(3185, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("weight", "hct", "litres"),
+    [(70, 0.30, 3.185), (50, 0.40, 1.95), (100, 0.25, 4.875), (80, 0.45, 2.86)],
+)
+def test_kaplan_table(weight: float, hct: float, litres: float) -> None:
+    assert sizing.plasma_volume_ml(weight, hct) / 1000 == pytest.approx(litres, rel=0.01)
+
+
+@pytest.mark.parametrize(("pv_multiple", "removed"), [(1.0, 0.63), (1.5, 0.78), (2.0, 0.86)])
+def test_expected_removal_matches_published_table(pv_multiple: float, removed: float) -> None:
+    pv = sizing.plasma_volume_ml(70, 0.30)
+    assert sizing.expected_removal(pv_multiple * pv, pv) == pytest.approx(removed, abs=0.01)
+
+
+def test_expected_removal_refuses_zero_plasma_volume() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        sizing.expected_removal(1000, 0)
+
+
+def test_plan_phases_follow_the_flows() -> None:
+    p = Prescription(
+        patient={"weight_kg": 70, "hematocrit": 0.30},
+        blood_flow_ml_min=120,
+        separation_ratio=0.25,
+        exchange_volume_ml=3000,
+        collection_threshold_ml=500,
+        loop_flow_multiple=8,
+        purification={"duration_min": 240},
+    )
+    plan = sizing.plan(p)
+    phases = {ph.name: ph.duration_s for ph in plan.phases}
+    assert list(phases) == [
+        "self_test",
+        "priming",
+        "connecting",
+        "exchange",
+        "exchange_collect",
+        "purification",
+        "rinse_back",
+    ]
+    assert phases["exchange"] == pytest.approx(2500 / 30 * 60)
+    assert phases["exchange_collect"] == pytest.approx(500 / 30 * 60)
+    assert phases["purification"] == pytest.approx(240 * 60)
+    assert plan.total_s == pytest.approx(sum(phases.values()))
+
+
+def test_purification_ends_on_whichever_comes_first() -> None:
+    p = Prescription(
+        patient={"weight_kg": 70, "hematocrit": 0.30},
+        mode="adsorption",
+        plasma_flow_ml_min=30,
+        loop_flow_multiple=4,
+        purification={"duration_min": 600, "processed_plasma_ml": 12000},
+    )
+    phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
+    assert "exchange" not in phases
+    assert phases["purification"] == pytest.approx(12000 / 120 * 60)
+
+
+def test_pe_has_no_collection_or_loop_phase() -> None:
+    p = Prescription(patient={"weight_kg": 70, "hematocrit": 0.30}, mode="pe", exchange_volume_pv=1)
+    names = [ph.name for ph in sizing.plan(p).phases]
+    assert "exchange_collect" not in names and "purification" not in names
+    phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
+    assert phases["exchange"] == pytest.approx(p.plasma_volume_ml / 30 * 60)
