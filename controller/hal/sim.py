@@ -1,0 +1,161 @@
+"""SimHal: the simulated firmware in-process, on a virtual clock.
+
+Same semantics as the serial link (ARCHITECTURE rule 2): a command is checked and answered
+at once and acts from the next tick; samples come at the firmware's sample rate. Time is the
+firmware's: `next_sample` advances it, so at `speed=None` six hours run in seconds, and at
+`speed=N` the HAL paces itself to N x real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from controller.config.prescription import Prescription
+from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.scenario import Scenario
+from controller.errors import CommandRefused, HalError
+from controller.hal.base import (
+    FirmwareInfo,
+    FirmwareLimits,
+    FirmwareState,
+    Hal,
+    HalEvent,
+    HalEventKind,
+    PumpReading,
+    Reading,
+    SafeReason,
+    Sample,
+)
+from firmware_sim.faults import Faults
+from firmware_sim.firmware import (
+    FIRMWARE_VERSION,
+    PROTOCOL_VERSION,
+    Firmware,
+    FirmwareEvent,
+    Limits,
+    Snapshot,
+)
+from firmware_sim.physics import Physics, physics_for
+
+
+def sample_from_snapshot(s: Snapshot) -> Sample:
+    return Sample(
+        t_ms=s.t_ms,
+        seq=s.counter,
+        pumps={
+            n: PumpReading(c, m)
+            for n, c, m in zip(PUMP_NAMES, s.commanded, s.measured, strict=True)
+        },
+        sensors={n: Reading(v, s.valid[n]) for n, v in s.sensors.items()},
+        detectors={"air_return": s.air_return, "blood_leak": s.blood_leak},
+        valves=dict(s.valves),
+        state=FirmwareState.SAFE if s.safe else FirmwareState.RUNNING,
+        safe_reason=SafeReason(s.reason),
+    )
+
+
+def event_from_firmware(e: FirmwareEvent) -> HalEvent:
+    return HalEvent(HalEventKind(e.code), e.t_ms, e.detail)
+
+
+def limits_to_firmware(limits: FirmwareLimits) -> Limits:
+    return Limits(
+        return_low_mmhg=limits.return_low_mmhg,
+        return_high_mmhg=limits.return_high_mmhg,
+        access_low_mmhg=limits.access_low_mmhg,
+        heartbeat_timeout_ms=int(limits.heartbeat_timeout_ms),
+        pump_max=dict(limits.pump_max),
+    )
+
+
+def limits_from_firmware(limits: Limits) -> FirmwareLimits:
+    return FirmwareLimits(
+        return_low_mmhg=limits.return_low_mmhg,
+        return_high_mmhg=limits.return_high_mmhg,
+        access_low_mmhg=limits.access_low_mmhg,
+        heartbeat_timeout_ms=limits.heartbeat_timeout_ms,
+        pump_max=dict(limits.pump_max),
+    )
+
+
+class SimHal(Hal):
+    """The simulated rig. `speed=None` runs as fast as possible."""
+
+    backend = "sim"
+
+    def __init__(
+        self,
+        rig: RigConfig | None = None,
+        *,
+        prescription: Prescription | None = None,
+        scenario: Scenario | None = None,
+        speed: float | None = None,
+        physics: Physics | None = None,
+    ) -> None:
+        super().__init__()
+        if speed is not None and speed <= 0:
+            raise HalError(f"speed must be positive or None (as fast as possible), got {speed}")
+        self.rig = rig or RigConfig()
+        self.speed = speed
+        self.physics = physics or physics_for(self.rig, prescription)
+        self.firmware = Firmware(self.physics, self.rig)
+        self.faults = Faults(self.firmware, scenario)
+        self._samples: deque[Sample] = deque()
+        self.firmware.on_sample = lambda s: self._samples.append(sample_from_snapshot(s))
+        self.firmware.on_event = lambda e: self._events.append(event_from_firmware(e))
+        self._real_start = 0.0
+        self._rig_start_ms = 0
+
+    async def _connect(self) -> FirmwareInfo:
+        loop = asyncio.get_running_loop()
+        self._real_start = loop.time()
+        self._rig_start_ms = self.firmware.t_ms
+        return FirmwareInfo(
+            protocol_version=PROTOCOL_VERSION,
+            firmware_version=FIRMWARE_VERSION,
+            rig_id=self.firmware.rig_id,
+            tick_ms=self.firmware.tick_ms,
+            sample_period_ms=self.firmware.sample_period_ms,
+        )
+
+    async def _close(self) -> None:
+        self._samples.clear()
+
+    async def _next_sample(self) -> Sample:
+        fw = self.firmware
+        while not self._samples:
+            fw.run_until(fw.next_sample_ms)
+        sample = self._samples.popleft()
+        if self.speed is None:
+            await asyncio.sleep(0)
+        else:
+            loop = asyncio.get_running_loop()
+            due = self._real_start + (sample.t_ms - self._rig_start_ms) / 1000.0 / self.speed
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        return sample
+
+    def _answer(self, command: str, nak: str | None) -> None:
+        if nak is not None:
+            raise CommandRefused(command, nak)
+
+    async def _set_pump(self, name: str, rate: float) -> None:
+        self._answer(f"set_pump {name}={rate:g}", self.firmware.set_pump(name, rate))
+
+    async def _set_valve(self, name: str, position: str) -> None:
+        self._answer(f"set_valve {name}={position}", self.firmware.set_valve(name, position))
+
+    async def _set_limits(self, limits: FirmwareLimits) -> None:
+        self._answer("set_limits", self.firmware.set_limits(limits_to_firmware(limits)))
+
+    async def _get_limits(self) -> FirmwareLimits:
+        return limits_from_firmware(self.firmware.limits)
+
+    async def _enter_safe(self) -> None:
+        self.firmware.enter_safe()
+
+    async def _arm(self) -> None:
+        self._answer("arm", self.firmware.arm())
+
+    async def _heartbeat(self) -> None:
+        self.firmware.heartbeat()

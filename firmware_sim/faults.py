@@ -1,0 +1,233 @@
+"""Fault injection into the simulated rig: one fault per hazard row of SPEC 5.2.
+
+A fault is a change to the physics (air in the line, a clot, a stalled rotor, a hypotensive
+patient) or to the firmware's view of it (a stuck, missing or out-of-range sensor, a deaf
+heartbeat input, a power-on reset). Scenario files schedule them in rig time; tests call
+`inject` / `clear` directly. Names and parameters are the `FAULTS` catalogue of the config
+models, so a scenario is validated before anything runs.
+
+Each fault's `start` and `stop` run at a tick boundary, then the firmware re-reads its
+sensors so the very next tick sees the effect (air -> safe within one tick).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+from controller.config.scenario import FAULTS, FaultEvent, Scenario
+from firmware_sim.firmware import Firmware
+from firmware_sim.physics import OVERSPEED_FACTOR, PUMP_INDEX, Physics
+
+Action = Callable[[Firmware, Physics, Any], Callable[[], None] | None]
+
+
+def _flag(attr: str) -> Action:
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        setattr(ph, attr, True)
+        return lambda: setattr(ph, attr, False)
+
+    return start
+
+
+def _severity(attr: str) -> Action:
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        setattr(ph, attr, params.severity)
+        return lambda: setattr(ph, attr, 0.0)
+
+    return start
+
+
+def _fouling(attr: str) -> Action:
+    """Clotting and fouling grow while the fault lasts and do not undo themselves."""
+
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        rate = params.mmhg_per_min / 60.0
+        setattr(ph, attr, getattr(ph, attr) + rate)
+        return lambda: setattr(ph, attr, getattr(ph, attr) - rate)
+
+    return start
+
+
+def _bag_empty(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """The bag runs dry (taken away or leaking); its content comes back when it clears."""
+    taken = ph.volumes[params.bag]
+    ph.volumes[params.bag] = 0.0
+    ph.outside_ml -= taken
+
+    def stop() -> None:
+        ph.volumes[params.bag] += taken
+        ph.outside_ml += taken
+
+    return stop
+
+
+def _bag_full(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """The bag fills to its capacity (a wrong bag hung, a kinked outlet)."""
+    capacity = (
+        ph.params.waste_capacity_ml
+        if params.bag == "waste_bag"
+        else ph.params.chamber_capacity_ml
+        if params.bag in ("outer_chamber", "inner_chamber")
+        else max(ph.params.replacement_bag_ml, ph.params.substitution_bag_ml)
+    )
+    added = max(0.0, capacity - ph.volumes[params.bag])
+    ph.volumes[params.bag] += added
+    ph.outside_ml += added
+
+    def stop() -> None:
+        removed = min(added, ph.volumes[params.bag])
+        ph.volumes[params.bag] -= removed
+        ph.outside_ml -= removed
+
+    return stop
+
+
+def _scale_drift(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    rate = params.grams_per_min / 60.0
+    ph.scale_drift_g_s[params.bag] += rate
+
+    def stop() -> None:
+        ph.scale_drift_g_s[params.bag] -= rate
+        ph.scale_offset_g[params.bag] = 0.0
+
+    return stop
+
+
+def _hypotension(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    ph.hypotension_mmhg += params.drop_mmhg
+
+    def stop() -> None:
+        ph.hypotension_mmhg -= params.drop_mmhg
+
+    return stop
+
+
+def _pump_factor(factor: float) -> Action:
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        i = PUMP_INDEX[params.pump]
+        ph.pump_factor[i] = factor
+        return lambda: ph.pump_factor.__setitem__(i, 1.0)
+
+    return start
+
+
+def _sensor_stuck(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    fw.stuck[params.sensor] = fw.raw_sensor(params.sensor)
+    return lambda: fw.stuck.pop(params.sensor, None)
+
+
+def _sensor_set(attr: str) -> Action:
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        getattr(fw, attr).add(params.sensor)
+        return lambda: getattr(fw, attr).discard(params.sensor)
+
+    return start
+
+
+def _plasma_temp(sign: float) -> Action:
+    def start(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+        ph.temp_offset_c += sign * params.offset_c
+        return lambda: setattr(ph, "temp_offset_c", ph.temp_offset_c - sign * params.offset_c)
+
+    return start
+
+
+def _silence(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    fw.deaf = True
+    return lambda: setattr(fw, "deaf", False)
+
+
+def _mcu_reset(fw: Firmware, ph: Physics, params: Any) -> None:
+    fw.reset()
+    return None
+
+
+ACTIONS: dict[str, Action] = {
+    "air_bubble": _flag("air_return"),
+    "return_disconnection": _flag("return_disconnected"),
+    "return_occlusion": _severity("return_occlusion"),
+    "access_occlusion": _severity("access_occlusion"),
+    "separator_fouling": _fouling("separator_fouling_rate"),
+    "blood_leak": _flag("blood_leak"),
+    "adsorber_clotting": _fouling("adsorber_clot_rate"),
+    "filter_clotting": _fouling("filter_clot_rate"),
+    "bag_empty": _bag_empty,
+    "bag_full": _bag_full,
+    "scale_drift": _scale_drift,
+    "hypotension": _hypotension,
+    "pump_stall": _pump_factor(0.0),
+    "pump_overspeed": _pump_factor(OVERSPEED_FACTOR),
+    "sensor_stuck": _sensor_stuck,
+    "sensor_out_of_range": _sensor_set("out_of_range"),
+    "sensor_missing": _sensor_set("missing"),
+    "plasma_too_cold": _plasma_temp(-1.0),
+    "plasma_too_hot": _plasma_temp(+1.0),
+    "controller_silence": _silence,
+    "mcu_reset": _mcu_reset,
+}
+assert set(ACTIONS) == set(FAULTS), "every catalogued fault needs an action"
+
+
+class Faults:
+    """Scheduled and direct fault injection for one firmware + physics pair."""
+
+    def __init__(self, firmware: Firmware, scenario: Scenario | None = None) -> None:
+        self.firmware = firmware
+        self.physics = firmware.physics
+        #: fault name -> how to undo it, for the faults now active
+        self.active: dict[str, Callable[[], None]] = {}
+        self._queue: list[tuple[int, int, str, str, FaultEvent | None]] = []
+        self._order = itertools.count()
+        firmware.on_wake = self._wake
+        if scenario is not None:
+            for event in scenario.events:
+                self.schedule(event)
+
+    # -- direct use (tests) -------------------------------------------------------------
+    def inject(self, fault: str, **params: Any) -> None:
+        """Start `fault` now; it acts from the next tick."""
+        event = FaultEvent.model_validate({"at_s": 0, "fault": fault, "params": params})
+        self._start(event)
+
+    def clear(self, fault: str) -> None:
+        """End `fault` now (a no-op when it is not active)."""
+        undo = self.active.pop(fault, None)
+        if undo is not None:
+            undo()
+            self.firmware.sensors_changed()
+            self.firmware.emit("fault_cleared", fault)
+
+    # -- scenarios ----------------------------------------------------------------------
+    def schedule(self, event: FaultEvent) -> None:
+        tick = self.firmware.tick_ms
+        start = math.ceil(event.at_s * 1000 / tick) * tick
+        start = max(start, self.firmware.t_ms + tick)
+        self._push(start, "start", event.fault, event)
+        if event.duration_s is not None:
+            stop = start + max(tick, math.ceil(event.duration_s * 1000 / tick) * tick)
+            self._push(stop, "stop", event.fault, None)
+
+    def _push(self, t_ms: int, what: str, fault: str, event: FaultEvent | None) -> None:
+        heapq.heappush(self._queue, (t_ms, next(self._order), what, fault, event))
+        self.firmware.wake_ms = self._queue[0][0]
+
+    def _wake(self, t_ms: int) -> None:
+        while self._queue and self._queue[0][0] <= t_ms:
+            _, _, what, fault, event = heapq.heappop(self._queue)
+            if what == "start" and event is not None:
+                self._start(event)
+            else:
+                self.clear(fault)
+        self.firmware.wake_ms = self._queue[0][0] if self._queue else math.inf
+
+    def _start(self, event: FaultEvent) -> None:
+        self.clear(event.fault)
+        undo = ACTIONS[event.fault](self.firmware, self.physics, event.parsed_params())
+        if undo is not None:
+            self.active[event.fault] = undo
+        self.firmware.sensors_changed()
+        self.firmware.emit("fault_injected", event.fault)

@@ -1,0 +1,412 @@
+"""The simulated rig microcontroller: fixed tick, command checking, protective system.
+
+It knows the wire protocol's vocabulary and its own limits, never the controller's internals
+(ARCHITECTURE rule 4). Its protective system runs every tick, independent of the controller:
+air, return pressure outside its window, access below its limit, blood leak, an implausible
+return or access sensor, and heartbeat loss each put it in the safe state within one tick.
+Leaving the safe state needs an explicit arm once the cause is gone.
+
+The tick is kept cheap (a few comparisons) because six hours of rig time is 2.16 million
+ticks; the physics is integrated every `physics_period_ms` (and up to the very tick of any
+actuator change), and all values the protective system reads are refreshed then and whenever
+a fault changes them; ticks where nothing can change are skipped (see `run_until`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.config.rig import (
+    PRESSURE_NAMES,
+    PUMP_HARD_MAX,
+    PUMP_NAMES,
+    SCALE_NAMES,
+    SENSOR_NAMES,
+    VALVE_POSITIONS,
+    RigConfig,
+)
+from firmware_sim.physics import Physics
+
+FIRMWARE_VERSION = "fwsim-0.1.0"
+PROTOCOL_VERSION = 1
+#: Below this commanded blood flow the pressure windows are not checked (a stopped or
+#: just-starting blood pump gives no return pressure to speak of).
+BLOOD_FLOWING_ML_MIN = 20.0
+
+
+class Nak:
+    """Refusal codes (names as in docs/protocol.md)."""
+
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_ID = "unknown_id"
+    IN_SAFE_STATE = "in_safe_state"
+    CAUSE_PRESENT = "cause_present"
+    BAD_LIMITS = "bad_limits"
+
+
+class Reason:
+    """Safe-state reasons (names as in docs/protocol.md and `controller.hal.base.SafeReason`)."""
+
+    NONE = "none"
+    AIR = "air"
+    RETURN_LOW = "return_low"
+    RETURN_HIGH = "return_high"
+    ACCESS_LOW = "access_low"
+    BLOOD_LEAK = "blood_leak"
+    HEARTBEAT = "heartbeat"
+    COMMAND = "command"
+    BOOT = "boot"
+    SENSOR = "sensor"
+
+
+@dataclass(slots=True)
+class Limits:
+    return_low_mmhg: float = 10.0
+    return_high_mmhg: float = 300.0
+    access_low_mmhg: float = -250.0
+    heartbeat_timeout_ms: int = 500
+    pump_max: dict[str, float] = field(default_factory=lambda: dict(PUMP_HARD_MAX))
+
+    def problem(self) -> str | None:
+        """Why these limits cannot be accepted, or None."""
+        values = (self.return_low_mmhg, self.return_high_mmhg, self.access_low_mmhg)
+        if not all(math.isfinite(v) for v in values):
+            return "a limit is not a finite number"
+        if not 0 < self.return_low_mmhg < self.return_high_mmhg <= 600:
+            return "return window must satisfy 0 < low < high <= 600 mmHg"
+        if not -400 <= self.access_low_mmhg < 0:
+            return "access limit must be in -400..0 mmHg"
+        if not 50 <= self.heartbeat_timeout_ms <= 5000:
+            return "heartbeat timeout must be 50..5000 ms"
+        for name in PUMP_NAMES:
+            top = self.pump_max.get(name, math.nan)
+            if not 0 <= top <= PUMP_HARD_MAX[name]:
+                return f"pump {name} maximum must be 0..{PUMP_HARD_MAX[name]:g}"
+        return None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one SAMPLE message carries; built only at the sample rate."""
+
+    t_ms: int
+    counter: int
+    commanded: tuple[float, ...]
+    measured: tuple[float, ...]
+    sensors: dict[str, float]
+    valid: dict[str, bool]
+    air_return: bool
+    blood_leak: bool
+    valves: dict[str, str]
+    safe: bool
+    reason: str
+
+
+@dataclass(slots=True)
+class FirmwareEvent:
+    t_ms: int
+    code: str
+    detail: str = ""
+
+
+class Firmware:
+    """One simulated MCU. Commands return None when accepted or a `Nak` code."""
+
+    def __init__(
+        self,
+        physics: Physics,
+        rig: RigConfig | None = None,
+        physics_period_ms: int | None = None,
+    ) -> None:
+        rig = rig or RigConfig()
+        self.physics = physics
+        self.rig_id = rig.rig_id
+        self.tick_ms = rig.firmware_tick_ms
+        self.sample_period_ms = rig.sample_period_ms
+        period = physics_period_ms or min(100, rig.sample_period_ms)
+        self.physics_period_ms = max(1, round(period / self.tick_ms)) * self.tick_ms
+        self._ranges = {
+            **{n: (rig.sensors.pressure.low, rig.sensors.pressure.high) for n in PRESSURE_NAMES},
+            **{n: (rig.sensors.scale.low, rig.sensors.scale.high) for n in SCALE_NAMES},
+            "plasma_temp": (rig.sensors.plasma_temp.low, rig.sensors.plasma_temp.high),
+            "map": (rig.sensors.map.low, rig.sensors.map.high),
+        }
+        #: listeners called with each Snapshot / FirmwareEvent as it is produced
+        self.on_sample: Callable[[Snapshot], None] | None = None
+        self.on_event: Callable[[FirmwareEvent], None] | None = None
+        #: sensor faults: name -> frozen value (stuck), or in the missing / out-of-range sets
+        self.stuck: dict[str, float] = {}
+        self.missing: set[str] = set()
+        self.out_of_range: set[str] = set()
+        #: the controller_silence fault: heartbeats are not heard while set
+        self.deaf = False
+        #: scheduled work (faults); called when t_ms reaches `wake_ms`
+        self.wake_ms = math.inf
+        self.on_wake: Callable[[int], None] | None = None
+        self.t_ms = 0
+        self._physics_ms = 0
+        self._boot()
+
+    # -- life cycle -------------------------------------------------------------------
+    def _boot(self) -> None:
+        self.limits = Limits()
+        self.limits_uploaded = False
+        self.commanded = dict.fromkeys(PUMP_NAMES, 0.0)
+        self.valves = {"plasma_route": "waste", "venous_clamp": "closed"}
+        self._flush()
+        for name in PUMP_NAMES:
+            self.physics.set_pump(name, 0.0)
+        for name, pos in self.valves.items():
+            self.physics.set_valve(name, pos)
+        self.safe = True
+        self.reason = Reason.BOOT
+        self.last_heartbeat_ms: int | None = None
+        self.counter = 0
+        self.next_sample_ms = self.t_ms + self.sample_period_ms
+        self._next_physics_ms = self.t_ms + self.physics_period_ms
+        self._check_ms = math.inf
+        self._refresh()
+
+    def reset(self) -> None:
+        """Power-on reset (the mcu_reset fault): everything forgotten, safe, limits gone."""
+        self._boot()
+        self.emit("reset", "power-on reset")
+
+    # -- time ---------------------------------------------------------------------------
+    def run_until(self, t_ms: int) -> None:
+        """Advance rig time to `t_ms` (rounded down to a whole tick).
+
+        Only ticks where something can happen are visited: a physics step, a sample, a
+        scheduled fault, the heartbeat deadline, or the tick after a command or fault
+        changed what the protective system reads. Every other tick would find exactly the
+        same values, so skipping it changes no outcome and keeps 6 h of rig time cheap.
+        """
+        tick = self.tick_ms
+        end = t_ms - t_ms % tick
+        physics = self.physics
+        period = self.physics_period_ms
+        while True:
+            hb = self._heartbeat_check_ms()
+            nxt = min(self._next_physics_ms, self.next_sample_ms, self.wake_ms, self._check_ms, hb)
+            if nxt > end:
+                break
+            self.t_ms = nxt
+            if nxt >= self.wake_ms and self.on_wake is not None:
+                self.on_wake(nxt)
+            if nxt >= self._next_physics_ms:
+                physics.step((nxt - self._physics_ms) / 1000.0)
+                self._physics_ms = nxt
+                self._next_physics_ms = nxt + period
+                self._refresh()
+            self._check_ms = math.inf
+            if not self.safe:
+                self._protect()
+            if nxt >= self.next_sample_ms:
+                self.next_sample_ms += self.sample_period_ms
+                self._sample()
+        if end > self.t_ms:
+            self.t_ms = end
+
+    def tick(self) -> None:
+        self.run_until(self.t_ms + self.tick_ms)
+
+    def _heartbeat_check_ms(self) -> float:
+        """The first tick at which a silent controller has exceeded the timeout."""
+        if self.safe:
+            return math.inf
+        if self.last_heartbeat_ms is None:
+            return self.t_ms + self.tick_ms
+        deadline = self.last_heartbeat_ms + self.limits.heartbeat_timeout_ms
+        return deadline - deadline % self.tick_ms + self.tick_ms
+
+    def _flush(self) -> None:
+        """Integrate the physics up to now before an actuator changes, so flows change
+        at the exact tick they were commanded."""
+        if self.t_ms > self._physics_ms:
+            self.physics.step((self.t_ms - self._physics_ms) / 1000.0)
+            self._physics_ms = self.t_ms
+
+    def _changed(self) -> None:
+        """Something the protective system reads may have changed: check at the next tick."""
+        self.physics.update_pressures()
+        self._refresh()
+        self._check_ms = min(self._check_ms, self.t_ms + self.tick_ms)
+
+    # -- protective system ------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Re-read what the protective system checks (after physics or a fault)."""
+        p = self.physics
+        self._air = p.air_return
+        self._leak = p.blood_leak
+        self._p_return = self._reading("return", p.pressure("return"))
+        self._p_access = self._reading("access", p.pressure("access"))
+
+    def sensors_changed(self) -> None:
+        """Faults call this so the next tick already sees their effect."""
+        self._flush()
+        self._changed()
+
+    def _protect(self) -> None:
+        if self._air:
+            self.go_safe(Reason.AIR)
+        elif self._leak:
+            self.go_safe(Reason.BLOOD_LEAK)
+        elif (
+            self.last_heartbeat_ms is None
+            or self.t_ms - self.last_heartbeat_ms > self.limits.heartbeat_timeout_ms
+        ):
+            self.go_safe(Reason.HEARTBEAT)
+        elif self.commanded["blood"] >= BLOOD_FLOWING_ML_MIN:
+            p_ret, p_acc = self._p_return, self._p_access
+            lim = self.limits
+            if not (self._valid("return", p_ret) and self._valid("access", p_acc)):
+                self.go_safe(Reason.SENSOR)
+            elif p_ret < lim.return_low_mmhg:
+                self.go_safe(Reason.RETURN_LOW)
+            elif p_ret > lim.return_high_mmhg:
+                self.go_safe(Reason.RETURN_HIGH)
+            elif p_acc < lim.access_low_mmhg:
+                self.go_safe(Reason.ACCESS_LOW)
+
+    def cause_present(self) -> str | None:
+        """The reason the firmware may not leave the safe state now, if any."""
+        if not self.limits_uploaded:
+            return "limits not uploaded"
+        if self._air:
+            return Reason.AIR
+        if self._leak:
+            return Reason.BLOOD_LEAK
+        if self.last_heartbeat_ms is None or (
+            self.t_ms - self.last_heartbeat_ms > self.limits.heartbeat_timeout_ms
+        ):
+            return Reason.HEARTBEAT
+        if not (self._valid("return", self._p_return) and self._valid("access", self._p_access)):
+            return Reason.SENSOR
+        return None
+
+    def go_safe(self, reason: str) -> None:
+        """All pumps and heparin stopped, venous clamp closed, within this tick."""
+        self._flush()
+        for name in PUMP_NAMES:
+            self.commanded[name] = 0.0
+            self.physics.set_pump(name, 0.0)
+        self.valves["venous_clamp"] = "closed"
+        self.physics.set_valve("venous_clamp", "closed")
+        self._changed()
+        if not self.safe:
+            self.safe = True
+            self.reason = reason
+            self.emit("entered_safe", reason)
+
+    # -- sensors ----------------------------------------------------------------------
+    def _reading(self, name: str, value: float) -> float:
+        if name in self.stuck:
+            return self.stuck[name]
+        if name in self.missing:
+            return math.nan
+        if name in self.out_of_range:
+            return self._ranges[name][1] + 500.0
+        return value
+
+    def _valid(self, name: str, value: float) -> bool:
+        lo, hi = self._ranges[name]
+        return math.isfinite(value) and lo <= value <= hi
+
+    def raw_sensor(self, name: str) -> float:
+        p = self.physics
+        if name in PRESSURE_NAMES:
+            return p.pressure_sample(name)
+        if name in SCALE_NAMES:
+            return p.scale_g(name)
+        return p.plasma_temp_c if name == "plasma_temp" else p.map_mmhg
+
+    def _sample(self) -> None:
+        self.counter += 1
+        if self.on_sample is None:
+            return
+        p = self.physics
+        sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
+        self.on_sample(
+            Snapshot(
+                t_ms=self.t_ms,
+                counter=self.counter,
+                commanded=tuple(self.commanded[n] for n in PUMP_NAMES),
+                measured=tuple(p.measured_flow(n) for n in PUMP_NAMES),
+                sensors=sensors,
+                valid={n: self._valid(n, v) for n, v in sensors.items()},
+                air_return=self._air,
+                blood_leak=self._leak,
+                valves=dict(self.valves),
+                safe=self.safe,
+                reason=self.reason,
+            )
+        )
+
+    def emit(self, code: str, detail: str = "") -> None:
+        """Report an event (entered_safe, armed, reset, ...) to whoever listens."""
+        if self.on_event is not None:
+            self.on_event(FirmwareEvent(self.t_ms, code, detail))
+
+    # -- commands -----------------------------------------------------------------------
+    def set_pump(self, name: str, rate: float) -> str | None:
+        if name not in self.commanded:
+            return Nak.UNKNOWN_ID
+        if not (math.isfinite(rate) and 0.0 <= rate <= self.limits.pump_max[name]):
+            return Nak.OUT_OF_RANGE
+        if self.safe and rate > 0.0:
+            return Nak.IN_SAFE_STATE
+        self._flush()
+        self.commanded[name] = rate
+        self.physics.set_pump(name, rate)
+        self._changed()
+        return None
+
+    def set_valve(self, name: str, position: str) -> str | None:
+        if name not in VALVE_POSITIONS:
+            return Nak.UNKNOWN_ID
+        if position not in VALVE_POSITIONS[name]:
+            return Nak.OUT_OF_RANGE
+        if self.safe and name == "venous_clamp" and position == "open":
+            return Nak.IN_SAFE_STATE
+        self._flush()
+        self.valves[name] = position
+        self.physics.set_valve(name, position)
+        self._changed()
+        return None
+
+    def set_limits(self, limits: Limits) -> str | None:
+        if limits.problem() is not None:
+            return Nak.BAD_LIMITS
+        self._flush()
+        self.limits = limits
+        self.limits_uploaded = True
+        self._changed()
+        for name, rate in self.commanded.items():
+            if rate > limits.pump_max[name]:
+                self.commanded[name] = 0.0
+                self.physics.set_pump(name, 0.0)
+        self.emit("limits_changed")
+        return None
+
+    def enter_safe(self) -> None:
+        if self.safe:
+            self.go_safe(self.reason)
+        else:
+            self.go_safe(Reason.COMMAND)
+
+    def arm(self) -> str | None:
+        if not self.safe:
+            return None
+        if self.cause_present() is not None:
+            return Nak.CAUSE_PRESENT
+        self.safe = False
+        self.reason = Reason.NONE
+        self._changed()
+        self.emit("armed")
+        return None
+
+    def heartbeat(self) -> None:
+        if not self.deaf:
+            self.last_heartbeat_ms = self.t_ms

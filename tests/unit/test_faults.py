@@ -1,0 +1,131 @@
+"""Fault injection: every catalogued fault acts on the rig, clears, and runs from scenarios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from controller.config.loading import load_scenario
+from controller.config.scenario import FAULTS, Scenario
+from firmware_sim.faults import ACTIONS, Faults
+from firmware_sim.firmware import Firmware, Limits, Reason
+from firmware_sim.physics import Physics, PhysicsParams
+
+RATES = {"blood": 120.0, "plasma": 30.0, "loop": 200.0, "filtrate": 20.0, "return": 30.0}
+
+#: fault -> parameters and a check that it changed what it should
+EFFECTS: dict[str, tuple[dict[str, Any], Any]] = {
+    "air_bubble": ({}, lambda fw, ph: ph.air_return),
+    "return_disconnection": ({}, lambda fw, ph: ph.pressure("return") < 10),
+    "return_occlusion": ({"severity": 1.0}, lambda fw, ph: ph.pressure("return") > 300),
+    "access_occlusion": ({"severity": 1.0}, lambda fw, ph: ph.pressure("access") < -250),
+    "separator_fouling": ({"mmhg_per_min": 60}, lambda fw, ph: ph.separator_fouling_mmhg > 5),
+    "blood_leak": ({}, lambda fw, ph: ph.blood_leak),
+    "adsorber_clotting": ({"mmhg_per_min": 60}, lambda fw, ph: ph.adsorber_clot_mmhg > 5),
+    "filter_clotting": ({"mmhg_per_min": 60}, lambda fw, ph: ph.filter_clot_mmhg > 5),
+    "bag_empty": ({"bag": "replacement_bag"}, lambda fw, ph: ph.scale_g("replacement_bag") == 0),
+    "bag_full": ({"bag": "waste_bag"}, lambda fw, ph: ph.scale_g("waste_bag") >= 10000),
+    "scale_drift": (
+        {"bag": "outer_chamber", "grams_per_min": 60},
+        lambda fw, ph: ph.scale_offset_g["outer_chamber"] > 5,
+    ),
+    "hypotension": ({"drop_mmhg": 30}, lambda fw, ph: ph.map_mmhg < 65),
+    "pump_stall": ({"pump": "blood"}, lambda fw, ph: ph.measured_flow("blood") == 0),
+    "pump_overspeed": ({"pump": "loop"}, lambda fw, ph: ph.measured_flow("loop") > 240),
+    "sensor_stuck": ({"sensor": "map"}, lambda fw, ph: "map" in fw.stuck),
+    "sensor_out_of_range": (
+        {"sensor": "plasma_temp"},
+        lambda fw, ph: not fw._valid("plasma_temp", fw._reading("plasma_temp", 37.0)),
+    ),
+    "sensor_missing": ({"sensor": "map"}, lambda fw, ph: "map" in fw.missing),
+    "plasma_too_cold": ({"offset_c": 4}, lambda fw, ph: ph.plasma_temp_c < 35),
+    "plasma_too_hot": ({"offset_c": 5}, lambda fw, ph: ph.plasma_temp_c > 41),
+    "controller_silence": ({}, lambda fw, ph: fw.deaf),
+    "mcu_reset": ({}, lambda fw, ph: fw.reason == Reason.BOOT),
+}
+
+
+def test_every_catalogued_fault_has_an_action_and_a_test() -> None:
+    assert set(ACTIONS) == set(FAULTS) == set(EFFECTS)
+
+
+def rig() -> tuple[Firmware, Physics]:
+    physics = Physics(PhysicsParams(seed=1))
+    physics.volumes["outer_chamber"] = 1000.0
+    physics.volumes["replacement_bag"] -= 1000.0
+    fw = Firmware(physics)
+    fw.set_limits(Limits())
+    fw.heartbeat()
+    fw.arm()
+    fw.set_valve("venous_clamp", "open")
+    for name, rate in RATES.items():
+        fw.set_pump(name, rate)
+    return fw, physics
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_acts_and_clears_keeping_the_volume_audit(fault: str) -> None:
+    fw, physics = rig()
+    total = physics.total_volume_ml()
+    faults = Faults(fw)
+    params, effect = EFFECTS[fault]
+    faults.inject(fault, **params)
+    for _ in range(120):  # one minute, heartbeat every half second
+        fw.run_until(fw.t_ms + 500)
+        if fault != "controller_silence":
+            fw.heartbeat()
+        if fault in ("air_bubble", "blood_leak") or fw.safe:
+            break
+    assert effect(fw, physics), fault
+    faults.clear(fault)
+    assert fault not in faults.active
+    assert physics.total_volume_ml() == pytest.approx(total, abs=1e-6)
+
+
+def test_scenario_events_start_and_stop_at_their_times() -> None:
+    fw, _physics = rig()
+    fw.set_pump("blood", 0.0)  # no pressure-window trips; only air should act
+    seen: list[tuple[int, str, str]] = []
+    fw.on_event = lambda e: seen.append((e.t_ms, e.code, e.detail))
+    scenario = Scenario.model_validate(
+        {
+            "name": "two faults",
+            "events": [
+                {"at_s": 1.0, "fault": "hypotension", "duration_s": 2.0},
+                {"at_s": 2.5, "fault": "air_bubble", "duration_s": 0.5},
+            ],
+        }
+    )
+    Faults(fw, scenario)
+    for _ in range(8):
+        fw.run_until(fw.t_ms + 500)
+        fw.heartbeat()
+    assert (1000, "fault_injected", "hypotension") in seen
+    assert (3000, "fault_cleared", "hypotension") in seen
+    assert (2500, "fault_injected", "air_bubble") in seen
+    # within one tick of the bubble
+    assert [t for t, code, _ in seen if code == "entered_safe"] in ([2500], [2510])
+    assert (3000, "fault_cleared", "air_bubble") in seen
+
+
+def test_the_shipped_scenarios_load_and_run() -> None:
+    for name in ("air_bubble", "bad_day"):
+        scenario = load_scenario(f"config/scenarios/{name}.yaml")
+        fw, _ = rig()
+        faults = Faults(fw, scenario)
+        last = max(e.at_s + (e.duration_s or 0) for e in scenario.events)
+        while fw.t_ms < (last + 1) * 1000:
+            fw.run_until(fw.t_ms + 400)
+            fw.heartbeat()
+        assert not faults._queue, name
+
+
+def test_unknown_faults_and_bad_parameters_are_refused_by_name() -> None:
+    fw, _ = rig()
+    faults = Faults(fw)
+    with pytest.raises(ValidationError, match="unknown fault"):
+        faults.inject("gremlins")
+    with pytest.raises(ValidationError, match="severity"):
+        faults.inject("return_occlusion", severity=3.0)
