@@ -22,8 +22,11 @@ system-deps:
 	    mosquitto mosquitto-clients; }
 	@command -v mosquitto >/dev/null 2>&1 || { echo "mosquitto is missing and could not be installed" >&2; exit 1; }
 
+# A complete simulated Li-ALS treatment (about 7 h of rig time) in seconds.
 demo: install
 	$(VENV)/bin/alsctl validate config/rigs/sim.yaml config/prescriptions/li_als.yaml
+	$(VENV)/bin/alsctl run --sim --plain --rig config/rigs/sim.yaml \
+	  --prescription config/prescriptions/li_als.yaml --summary-json out/demo-summary.json
 
 # pytest exits 5 when it collected no test: make treats that, like any non-zero exit, as failure.
 test: install system-deps lint

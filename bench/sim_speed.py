@@ -9,7 +9,7 @@ measured in the same run, on the same machine:
 - `simhal_samples`: the same firmware behind SimHal, every sample converted to a HAL
   `Sample` and awaited, as the controller sees it.
 
-Usage: python bench/sim_speed.py [--hours H]
+Usage: python -m bench.sim_speed [--hours H]
 """
 
 from __future__ import annotations

@@ -13,8 +13,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller import sizing
-from controller.config import MODELS, Prescription, Scenario, load
+from controller.config import (
+    MODELS,
+    Prescription,
+    Scenario,
+    load,
+    load_prescription,
+    load_rig,
+    load_scenario,
+)
 from controller.errors import AlsError, ConfigError
+from controller.summary import Summary
+
+SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
+DEFAULT_RIG = "config/rigs/sim.yaml"
+DEFAULT_PRESCRIPTION = "config/prescriptions/li_als.yaml"
 
 
 def _duration(seconds: float) -> str:
@@ -75,10 +88,66 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for kind, model in MODELS.items():
+    for kind, model in SCHEMAS.items():
         path = out / f"{kind}.schema.json"
         path.write_text(json.dumps(model.model_json_schema(by_alias=True), indent=2) + "\n")
         print(path)
+    return 0
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number or 'max', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"speed must be positive, got {text}")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from controller.progress import Progress
+    from controller.runner import RunOptions, run_treatment
+
+    rig = load_rig(args.rig)
+    rx = load_prescription(args.prescription)
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    backend = "serial" if args.port else "sim"
+    if args.port:
+        rig = rig.model_copy(update={"backend": "serial"})
+    progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
+    print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}")
+    opts = RunOptions(
+        backend=backend,
+        port=args.port,
+        scenario=scenario,
+        speed=args.speed,
+        on_status=progress.status,
+        on_transition=progress.transition,
+    )
+    with progress:
+        summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+    print("\n".join(progress.summary_lines(summary)))
+    if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(summary.model_dump_json(indent=2) + "\n")
+        print(f"summary: {args.summary_json}")
+    return 0 if summary.completed else 1
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from controller.fsm.diagram import state_machine_markdown
+
+    text = state_machine_markdown()
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+        print(args.out)
     return 0
 
 
@@ -97,6 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON Schemas of the config models")
     p.add_argument("--out", default="docs/schemas", help="folder (default docs/schemas)")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("run", help="run a treatment on the simulated rig or a serial rig")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--sim", action="store_true", help="the simulated rig (the default)")
+    where.add_argument("--port", metavar="URL", help="serial rig: /dev/ttyUSB0, a pty, socket://")
+    p.add_argument("--rig", default=DEFAULT_RIG, help=f"rig file (default {DEFAULT_RIG})")
+    p.add_argument(
+        "--prescription", default=DEFAULT_PRESCRIPTION, help=f"default {DEFAULT_PRESCRIPTION}"
+    )
+    p.add_argument("--scenario", help="fault scenario for the simulated rig")
+    p.add_argument(
+        "--speed", type=_speed, default=None, help="simulation: N x real time or max (default)"
+    )
+    p.add_argument("--summary-json", metavar="FILE", help="write the summary as JSON")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diagram", help="write the state diagram (Mermaid) from the machine")
+    p.add_argument("--out", default="docs/state-machine.md", help="file, or - for stdout")
+    p.set_defaults(func=cmd_diagram)
     return parser
 
 

@@ -27,7 +27,7 @@ from controller.config.rig import (
     VALVE_POSITIONS,
     RigConfig,
 )
-from firmware_sim.physics import Physics
+from firmware_sim.physics import ENCODER_ML, Physics
 
 FIRMWARE_VERSION = "fwsim-0.1.0"
 PROTOCOL_VERSION = 1
@@ -164,6 +164,9 @@ class Firmware:
         self.reason = Reason.BOOT
         self.last_heartbeat_ms: int | None = None
         self.counter = 0
+        self._counts: tuple[int, ...] = (0,) * len(PUMP_NAMES)
+        self._counts_ms = self.t_ms
+        self._encoders()  # encoder counters restart from the rotors' positions now
         self.next_sample_ms = self.t_ms + self.sample_period_ms
         self._next_physics_ms = self.t_ms + self.physics_period_ms
         self._check_ms = math.inf
@@ -322,18 +325,38 @@ class Firmware:
             return p.scale_g(name)
         return p.plasma_temp_c if name == "plasma_temp" else p.map_mmhg
 
+    def _encoders(self) -> tuple[float, ...]:
+        """Flows from encoder counts since the last sample (mL/min; heparin mL/h).
+
+        Counts are cumulative, so the error of one sample is taken back by the next: the
+        sum of measured flow x interval equals the rotor's volume to one count, however
+        long the run. That is what lets the controller account volumes to the millilitre.
+        """
+        self._flush()
+        p = self.physics
+        counts = tuple(math.floor(v / res) for v, res in zip(p.rotor_ml, ENCODER_ML, strict=True))
+        prev, self._counts = self._counts, counts
+        dt_min = (self.t_ms - self._counts_ms) / 60000.0
+        self._counts_ms = self.t_ms
+        if dt_min <= 0.0:
+            return tuple(0.0 for _ in counts)
+        return tuple(
+            (c - b) * res / dt_min * (60.0 if i == 7 else 1.0)
+            for i, (c, b, res) in enumerate(zip(counts, prev, ENCODER_ML, strict=True))
+        )
+
     def _sample(self) -> None:
         self.counter += 1
+        measured = self._encoders()
         if self.on_sample is None:
             return
-        p = self.physics
         sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
         self.on_sample(
             Snapshot(
                 t_ms=self.t_ms,
                 counter=self.counter,
                 commanded=tuple(self.commanded[n] for n in PUMP_NAMES),
-                measured=tuple(p.measured_flow(n) for n in PUMP_NAMES),
+                measured=measured,
                 sensors=sensors,
                 valid={n: self._valid(n, v) for n, v in sensors.items()},
                 air_return=self._air,

@@ -34,7 +34,8 @@ MAX_SEPARATION = 0.45
 #: Inner -> outer one-way valve conductance, 1/s: flow = k x (inner - outer) when positive.
 VALVE_K_PER_S = 0.1
 OVERSPEED_FACTOR = 1.3
-ENCODER_NOISE = 0.005
+#: Encoder resolution, mL per count: peristaltic pumps, and the syringe's lead screw.
+ENCODER_ML = [1e-4] * 7 + [1e-6]
 PRESSURE_NOISE_MMHG = 0.8
 
 
@@ -78,10 +79,10 @@ def default_solutes(il6: float = 500.0, bilirubin: float = 400.0) -> tuple[Solut
             unit="umol/L",
             initial=bilirubin,
             extravascular_pv=1.5,
-            intercompartment_ml_min=15.0,
+            intercompartment_ml_min=1.0,
             elimination_per_min=0.0,
-            # a failing liver: production not cleared, about 0.5 umol/min (~ 300 mg/day)
-            extra_generation_per_min=500.0,
+            # a failing liver: production not cleared, about 0.05 umol/min (~ 40 mg/day)
+            extra_generation_per_min=50.0,
             sieving=0.1,
             extraction={"resin": 0.3, "anion_resin": 0.9, "charcoal": 0.4},
             # umol/L x mL = nmol; anion resin about 1.5 mmol (~ 0.9 g) before it is spent
@@ -167,9 +168,11 @@ class Physics:
         "plasma_temp_c",
         "pressures",
         "pump_factor",
+        "pumped_ml",
         "removed_amount",
         "return_disconnected",
         "return_occlusion",
+        "rotor_ml",
         "scale_drift_g_s",
         "scale_offset_g",
         "separator_fouling_mmhg",
@@ -207,6 +210,10 @@ class Physics:
         self.commanded = [0.0] * len(PUMP_NAMES)
         self.pump_factor = [1.0] * len(PUMP_NAMES)
         self.flow = [0.0] * len(PUMP_NAMES)  # actual mL/min of the last step
+        #: fluid each pump really moved since the start (truth for the accounting tests)
+        self.pumped_ml = [0.0] * len(PUMP_NAMES)
+        #: volume each rotor displaced (mL), what its encoder counts, fluid behind it or not
+        self.rotor_ml = [0.0] * len(PUMP_NAMES)
         self.valve_collect = False
         self.valve_open = False
         self.pressures = [0.0] * len(PRESSURE_NAMES)
@@ -274,15 +281,19 @@ class Physics:
         flow = self.flow
         before = (v["patient"], v["outer_chamber"], v["inner_chamber"])
         # actual pump flows, mL/min: what the rotor turns at
+        rotor = self.rotor_ml
+        k = dt_s / 60.0
         for i in range(8):
             flow[i] = cmd[i] * fac[i]
+        for i in range(7):
+            rotor[i] += flow[i] * k
+        rotor[HEPARIN] += flow[HEPARIN] * k / 60.0  # heparin is mL/h
         qb = flow[BLOOD]
         if not self.valve_open:
             # the clamp is closed: nothing reaches the patient through the return line
             qb = 0.0
         qp = min(flow[PLASMA], qb * MAX_SEPARATION)
         # volumes moved this step, limited by what the source holds
-        k = dt_s / 60.0
         vp = qp * k
         vr = min(flow[REPLACEMENT] * k, v["replacement_bag"]) if qb > 0.0 else 0.0
         vl = min(flow[LOOP] * k, v["outer_chamber"])
@@ -290,6 +301,15 @@ class Physics:
         vs = min(flow[SUBSTITUTION] * k, v["substitution_bag"]) if vl > 0.0 else 0.0
         vret = min(flow[RETURN] * k, v["inner_chamber"]) if qb > 0.0 else 0.0
         vh = min(flow[HEPARIN] * k / 60.0, v["heparin_syringe"])  # heparin is mL/h
+        pumped = self.pumped_ml
+        pumped[BLOOD] += qb * k
+        pumped[PLASMA] += vp
+        pumped[REPLACEMENT] += vr
+        pumped[LOOP] += vl
+        pumped[FILTRATE] += vf
+        pumped[SUBSTITUTION] += vs
+        pumped[RETURN] += vret
+        pumped[HEPARIN] += vh
         # the patient loses plasma, gets replacement, return and heparin back
         into_patient = vr + vret + vh
         v["patient"] -= vp
@@ -441,11 +461,8 @@ class Physics:
         return self.pressures[PRESSURE_INDEX[name]] + self._rng.gauss(0.0, PRESSURE_NOISE_MMHG)
 
     def measured_flow(self, name: str) -> float:
-        """Encoder flow: the rotor's actual speed with a little noise (mL/min; heparin mL/h)."""
-        actual = self.commanded[PUMP_INDEX[name]] * self.pump_factor[PUMP_INDEX[name]]
-        if actual == 0.0:
-            return 0.0
-        return actual * (1.0 + self._rng.gauss(0.0, ENCODER_NOISE))
+        """The rotor's speed now (mL/min; heparin mL/h), as its encoder would show it."""
+        return self.commanded[PUMP_INDEX[name]] * self.pump_factor[PUMP_INDEX[name]]
 
     def scale_g(self, name: str) -> float:
         return self.volumes[name] + self.scale_offset_g[name]

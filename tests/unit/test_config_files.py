@@ -190,7 +190,12 @@ def test_schema_command_writes_every_model(
 ) -> None:
     assert main(["schema", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["prescription.schema.json", "rig.schema.json", "scenario.schema.json"]
+    assert names == [
+        "prescription.schema.json",
+        "rig.schema.json",
+        "scenario.schema.json",
+        "summary.schema.json",
+    ]
     assert '"return_low_mmhg"' in (tmp_path / "rig.schema.json").read_text()
 
 

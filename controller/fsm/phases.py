@@ -1,0 +1,168 @@
+"""Phases as pure functions: prescription + measured progress -> setpoints.
+
+Nothing here touches the rig or the clock, so every phase is unit-tested without the state
+machine. Phases switch on measured volumes (encoder-integrated flows), never on elapsed time,
+except the connection ramp, which is a rate limit by nature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.config.prescription import Prescription
+from controller.config.rig import PUMP_HARD_MAX, PUMP_NAMES
+from controller.sizing import RINSE_BACK_ML
+
+#: Blood pump ramp at connection (mL/min per second): 120 mL/min in about a minute.
+BLOOD_RAMP_ML_MIN_PER_S = 2.0
+#: The loop runs while the double-chamber bag (outer + inner) holds at least this much plasma:
+#: enough that the loop pump never runs the outer chamber dry between samples.
+BAG_MIN_ML = 100.0
+#: Blood flow of the rinse-back (saline pushes the circuit's blood home).
+RINSE_BACK_FLOW_ML_MIN = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoints:
+    """Every pump rate (mL/min; heparin mL/h) and valve position for one cycle."""
+
+    pumps: dict[str, float]
+    valves: dict[str, str] = field(
+        default_factory=lambda: {"plasma_route": "waste", "venous_clamp": "closed"}
+    )
+
+    @classmethod
+    def stopped(cls, clamp: str = "closed", route: str = "waste") -> Setpoints:
+        return cls(dict.fromkeys(PUMP_NAMES, 0.0), {"plasma_route": route, "venous_clamp": clamp})
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the phases need to know about the treatment so far (from `volumes`)."""
+
+    phase_s: float = 0.0
+    exchanged_ml: float = 0.0
+    processed_ml: float = 0.0
+    heparin_ml: float = 0.0
+    blood_rinsed_ml: float = 0.0
+    outer_chamber_ml: float = 0.0
+    inner_chamber_ml: float = 0.0
+    purification_s: float = 0.0
+
+
+def heparin_rate(
+    p: Prescription, pr: Progress, top_ml_h: float = PUMP_HARD_MAX["heparin"]
+) -> float:
+    """The bolus goes first at the syringe pump's top rate, then the continuous rate.
+
+    A 2 mL bolus takes 6 min at 20 mL/h, so it runs on into the exchange rather than hold
+    the connection; the heparin pumped since connection tells when it is in.
+    """
+    bolus_ml = p.heparin.bolus_iu / p.heparin.concentration_iu_ml
+    return top_ml_h if pr.heparin_ml < bolus_ml else p.heparin.rate_ml_h
+
+
+def _base(p: Prescription, pr: Progress, blood: float) -> dict[str, float]:
+    pumps = dict.fromkeys(PUMP_NAMES, 0.0)
+    pumps["blood"] = blood
+    pumps["heparin"] = heparin_rate(p, pr)
+    return pumps
+
+
+def connecting(p: Prescription, pr: Progress) -> Setpoints:
+    """Blood ramps to the prescribed flow; heparin bolus starts; plasma pumps off."""
+    pumps = _base(p, pr, min(p.blood_flow_ml_min, BLOOD_RAMP_ML_MIN_PER_S * (pr.phase_s + 1)))
+    return Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
+
+
+def connected(p: Prescription, pr: Progress) -> bool:
+    return BLOOD_RAMP_ML_MIN_PER_S * (pr.phase_s + 1) >= p.blood_flow_ml_min
+
+
+def _loop(p: Prescription, pumps: dict[str, float], pr: Progress) -> None:
+    """Loop, filtrate and post-dilution substitution, once the bag can feed them."""
+    if pr.outer_chamber_ml + pr.inner_chamber_ml >= BAG_MIN_ML:
+        pumps["loop"] = p.loop_flow
+        pumps["filtrate"] = p.filtrate_flow
+        pumps["substitution"] = p.substitution_flow
+
+
+def exchange(p: Prescription, pr: Progress) -> Setpoints:
+    """Plasma to waste, replaced volume for volume."""
+    pumps = _base(p, pr, p.blood_flow_ml_min)
+    pumps["plasma"] = p.plasma_flow
+    pumps["replacement"] = p.plasma_flow
+    return Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
+
+
+def collection_due(p: Prescription, pr: Progress) -> bool:
+    """Collection starts when the remaining exchange volume reaches the threshold."""
+    if not p.has_loop:
+        return False
+    return p.exchange_ml - pr.exchanged_ml <= p.collection_threshold_ml
+
+
+def exchange_done(p: Prescription, pr: Progress) -> bool:
+    return pr.exchanged_ml >= p.exchange_ml
+
+
+def exchange_collect(p: Prescription, pr: Progress) -> Setpoints:
+    """Plasma to the outer chamber, still replaced; the loop runs once the bag can feed it.
+
+    Nothing returns yet: the collected plasma is the patient's old plasma, replaced by fresh.
+    """
+    pumps = _base(p, pr, p.blood_flow_ml_min)
+    pumps["plasma"] = p.plasma_flow
+    pumps["replacement"] = p.plasma_flow
+    _loop(p, pumps, pr)
+    return Setpoints(pumps, {"plasma_route": "collect", "venous_clamp": "open"})
+
+
+def purification(p: Prescription, pr: Progress) -> Setpoints:
+    """Loop, filtration and return; return equals plasma separation.
+
+    With a prescribed net fluid removal, the filter takes it out of the bag (substitution =
+    filtrate - removal) and the return gives that much less back, so the bag's content holds
+    and the patient is the one who loses it. Until the bag can feed the loop (adsorption mode
+    starts here with an empty bag) nothing returns.
+    """
+    pumps = _base(p, pr, p.blood_flow_ml_min)
+    pumps["plasma"] = p.plasma_flow
+    _loop(p, pumps, pr)
+    if pumps["loop"] > 0:
+        pumps["return"] = max(0.0, p.plasma_flow - p.net_fluid_removal_ml_h / 60.0)
+    return Setpoints(pumps, {"plasma_route": "collect", "venous_clamp": "open"})
+
+
+def purification_done(p: Prescription, pr: Progress) -> bool:
+    end = p.purification_end
+    if end.duration_min is not None and pr.purification_s >= end.duration_min * 60.0:
+        return True
+    return end.processed_plasma_ml is not None and pr.processed_ml >= end.processed_plasma_ml
+
+
+def rinse_back(p: Prescription, pr: Progress) -> Setpoints:
+    """Plasma side stopped; the blood pump pushes the circuit's blood home with saline."""
+    pumps = dict.fromkeys(PUMP_NAMES, 0.0)
+    if pr.blood_rinsed_ml < RINSE_BACK_ML:
+        pumps["blood"] = min(RINSE_BACK_FLOW_ML_MIN, p.blood_flow_ml_min)
+    return Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
+
+
+def rinse_back_done(pr: Progress) -> bool:
+    return pr.blood_rinsed_ml >= RINSE_BACK_ML
+
+
+def paused(p: Prescription, pr: Progress, minimum_blood_ml_min: float) -> Setpoints:
+    """Operator pause: blood keeps circulating at minimum flow, everything else stops."""
+    pumps = _base(p, pr, min(minimum_blood_ml_min, p.blood_flow_ml_min))
+    return Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
+
+
+def treatment_sequence(p: Prescription) -> tuple[str, ...]:
+    """The phases this mode goes through after `connecting` (SPEC section 2 and 4)."""
+    if p.mode == "pe":
+        return ("exchange", "rinse_back")
+    if p.mode == "adsorption":
+        return ("purification", "rinse_back")
+    return ("exchange", "exchange_collect", "purification", "rinse_back")

@@ -1,0 +1,138 @@
+"""Whole treatments on the simulated rig, controller in the loop, in virtual time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.app import Status
+from controller.config.loading import load_prescription, load_rig
+from controller.config.prescription import Prescription
+from controller.config.scenario import Scenario
+from controller.fsm import phases
+from controller.runner import RunOptions, run_treatment
+
+RIG = load_rig("config/rigs/sim.yaml")
+
+
+def rx(mode: str, **changes: Any) -> Prescription:
+    base = load_prescription(f"config/prescriptions/{mode}.yaml")
+    return Prescription.model_validate({**base.model_dump(exclude_none=True), **changes})
+
+
+SHORT = {
+    "pe": {"exchange_volume_pv": None, "exchange_volume_ml": 900},
+    "pe_adsorption": {"exchange_volume_ml": 900, "purification": {"duration_min": 20}},
+    "pe_filtration": {"exchange_volume_ml": 900, "purification": {"duration_min": 20}},
+    "li_als": {
+        "exchange_volume_pv": None,
+        "exchange_volume_ml": 900,
+        "purification": {"duration_min": 20},
+    },
+    "adsorption": {"purification": {"processed_plasma_ml": 1500}},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(SHORT))
+async def test_every_mode_runs_its_own_sequence_to_done(mode: str) -> None:
+    p = rx(mode, **SHORT[mode])
+    summary, _ = await run_treatment(RIG, p)
+    assert summary.completed, summary.error
+    dests = [t.dest for t in summary.transitions]
+    after = dests[dests.index("connecting") + 1 :]
+    assert tuple(after[:-1]) == phases.treatment_sequence(p)
+    assert summary.alarms == [] and summary.time_in_safe_s == 0
+    assert summary.volumes.exchange_ml == pytest.approx(p.exchange_ml, abs=1.0)
+    if p.has_loop:
+        assert summary.volumes.processed_plasma_ml > 500
+    else:
+        assert summary.volumes.processed_plasma_ml == 0
+
+
+async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() -> None:
+    summary, _ = await run_treatment(RIG, load_prescription("config/prescriptions/li_als.yaml"))
+    assert summary.completed
+    assert summary.phases_s["purification"] == pytest.approx(240 * 60, abs=1)
+    v, truth = summary.volumes, summary.truth_ml
+    assert truth is not None
+    pairs = {
+        "plasma": v.plasma_ml,
+        "replacement": v.replacement_ml,
+        "loop": v.processed_plasma_ml,
+        "filtrate": v.filtrate_ml,
+        "substitution": v.substitution_ml,
+        "return": v.return_ml,
+    }
+    for name, accounted in pairs.items():
+        assert accounted == pytest.approx(truth[name], abs=1.0), name
+    true_balance = truth["replacement"] + truth["return"] + truth["heparin"] - truth["plasma"]
+    assert v.fluid_balance_ml == pytest.approx(true_balance, abs=1.0)
+    assert v.processed_plasma_ml > 50000 and v.passes > 5
+    assert summary.solutes is not None and summary.solutes["bilirubin"].removal > 0.6
+
+
+async def test_pe_of_one_and_a_half_plasma_volumes_removes_about_78_percent_of_bilirubin() -> None:
+    summary, _ = await run_treatment(
+        RIG, rx("pe", exchange_volume_pv=1.5, replacement={"bag_volume_ml": 5000})
+    )
+    assert summary.completed and summary.solutes is not None
+    assert summary.solutes["bilirubin"].removal == pytest.approx(0.78, abs=0.05)
+
+
+async def test_pause_keeps_blood_at_minimum_and_resume_returns_to_the_phase() -> None:
+    seen: list[Status] = []
+    controller_ref: list[Any] = []
+
+    def operator(status: Status) -> None:
+        if not controller_ref:
+            return
+        c = controller_ref[0]
+        if status.phase == "exchange" and status.t_ms > 600_000 and not seen:
+            c.request("pause", "operator: bag change")
+            seen.append(status)
+        elif status.phase == "paused":
+            seen.append(status)
+            if status.t_ms > 700_000 and len(seen) > 5:
+                c.request("resume", "operator: done")
+
+    p = rx("pe", **SHORT["pe"])
+    opts = RunOptions(on_status=operator, on_controller=controller_ref.append)
+    summary, _ = await run_treatment(RIG, p, opts)
+    assert summary.completed
+    trail = [(t.source, t.dest) for t in summary.transitions]
+    assert ("exchange", "paused") in trail and ("paused", "exchange") in trail
+    paused = [s for s in seen if s.phase == "paused"][3:]
+    assert paused and all(s.sample.pumps["blood"].commanded == 50.0 for s in paused)
+    assert all(s.sample.pumps["plasma"].commanded == 0.0 for s in paused)
+
+
+AIR = Scenario.model_validate(
+    {"name": "air", "events": [{"at_s": 900, "fault": "air_bubble", "duration_s": 2}]}
+)
+
+
+async def test_air_puts_the_treatment_in_alarm_and_an_unattended_run_ends_there() -> None:
+    summary, controller = await run_treatment(
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(scenario=AIR, max_rig_s=1500)
+    )
+    assert summary.final_state == "alarm" and not summary.completed
+    assert [a.cause for a in summary.alarms] == ["firmware safe: air"]
+    assert summary.alarms[0].t_s == pytest.approx(900.0, abs=0.2)
+    assert summary.time_in_safe_s > 500
+    assert controller.hal.firmware.safe  # type: ignore[attr-defined]
+
+
+async def test_an_exception_in_the_loop_ends_safe_in_fault() -> None:
+    def explode(status: Status) -> None:
+        if status.phase == "exchange":
+            raise RuntimeError("display crashed")
+
+    summary, controller = await run_treatment(
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(on_status=explode)
+    )
+    assert summary.final_state == "fault" and not summary.completed
+    assert summary.error == "RuntimeError: display crashed"
+    fw = controller.hal.firmware  # type: ignore[attr-defined]
+    assert fw.safe and fw.reason == "command"
+    assert all(rate == 0.0 for rate in fw.commanded.values())
