@@ -151,6 +151,19 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_firmware_sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from firmware_sim.server import serve
+
+    rig = load_rig(args.rig)
+    rx = load_prescription(args.prescription) if args.prescription else None
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    print("# simulated firmware, real time; connect with: alsctl run --port <the line below>")
+    asyncio.run(serve(rig, prescription=rx, scenario=scenario, device=args.device, tcp=args.tcp))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alsctl",
@@ -182,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", metavar="FILE", help="write the summary as JSON")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("firmware-sim", help="serve the simulated firmware on a pty, device or TCP")
+    p.add_argument("--rig", default=DEFAULT_RIG, help=f"rig file (default {DEFAULT_RIG})")
+    p.add_argument("--prescription", help="sizes the simulated patient and bags")
+    p.add_argument("--scenario", help="fault scenario, in rig time")
+    on = p.add_mutually_exclusive_group()
+    on.add_argument("--device", help="serve on this serial device instead of a new pty")
+    on.add_argument("--tcp", metavar="HOST:PORT", help="serve on TCP (controller: socket://...)")
+    p.set_defaults(func=cmd_firmware_sim)
 
     p = sub.add_parser("diagram", help="write the state diagram (Mermaid) from the machine")
     p.add_argument("--out", default="docs/state-machine.md", help="file, or - for stdout")

@@ -23,7 +23,7 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
     for task in leaked:
         task.cancel()
-    assert not leaked, f"tasks left running by the test: {[t.get_name() for t in leaked]}"
+    assert not leaked, f"tasks left running by the test: {[repr(t) for t in leaked]}"
 
 
 @pytest.fixture(autouse=True)

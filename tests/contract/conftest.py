@@ -1,30 +1,37 @@
 """The rig under contract test, on every backend (ARCHITECTURE rule 2).
 
-A test gets a connected `Hal` and an `inject(fault, **params)` function; it must not touch
-anything backend-specific. The serial backend joins the `backend` parameter list when it
-exists; its `inject` will go through the simulator's side channel.
+A test gets a connected `Hal` and async `inject(fault, **params)` / `clear(fault)`; it must
+not touch anything backend-specific. On `serial` the firmware is `alsctl firmware-sim` in
+another process on a pseudo-terminal, and faults go through the simulator's SIM_FAULT
+message; on `sim` they are called directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.config.loading import to_yaml
 from controller.config.rig import RigConfig
 from controller.hal import open_hal
 from controller.hal.base import FirmwareLimits, Hal, Sample
 
-BACKENDS = ["sim"]
+BACKENDS = ["sim", "serial"]
+RIG_ID = "contract-01"
 
 
 @dataclass
 class Rig:
     hal: Hal
-    inject: Callable[..., None]
-    clear: Callable[[str], None]
+    inject: Callable[..., Awaitable[None]]
+    clear: Callable[[str], Awaitable[None]]
     config: RigConfig
 
     async def run_for(self, ms: int, heartbeat: bool = True) -> list[Sample]:
@@ -49,13 +56,65 @@ class Rig:
         await self.run_for(500)
 
 
-@pytest.fixture(params=BACKENDS)
-async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    config = RigConfig(rig_id="contract-01", backend=request.param)
-    hal = open_hal(request.param, config)
-    await hal.connect()
-    faults: Any = hal.faults  # type: ignore[attr-defined]
+@contextlib.contextmanager
+def firmware_sim_process(tmp_path: Path, rig: RigConfig) -> Iterator[str]:
+    """`alsctl firmware-sim` in its own process; yields the pty path it prints."""
+    rig_file = tmp_path / "rig.yaml"
+    rig_file.write_text(to_yaml(rig))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "firmware-sim", "--rig", str(rig_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        yield Rig(hal, faults.inject, faults.clear, config)
+        assert proc.stdout is not None
+        line = "#"
+        while line.startswith("#"):
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"firmware-sim exited with {proc.wait()}")
+        yield line.strip()
     finally:
-        await hal.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    config = RigConfig(rig_id=RIG_ID, backend=request.param)
+    with contextlib.ExitStack() as stack:
+        if request.param == "serial":
+            port = stack.enter_context(firmware_sim_process(tmp_path, config))
+            config = config.model_copy(
+                update={"serial": config.serial.model_copy(update={"url": port})}
+            )
+        hal = open_hal(request.param, config)
+        await hal.connect()
+        try:
+            yield Rig(hal, *_fault_hooks(hal), config)
+        finally:
+            await hal.close()
+
+
+def _fault_hooks(
+    hal: Any,
+) -> tuple[Callable[..., Awaitable[None]], Callable[[str], Awaitable[None]]]:
+    if hal.backend == "sim":
+
+        async def inject(fault: str, **params: Any) -> None:
+            hal.faults.inject(fault, **params)
+
+        async def clear(fault: str) -> None:
+            hal.faults.clear(fault)
+
+        return inject, clear
+
+    async def inject_remote(fault: str, **params: Any) -> None:
+        await hal.sim_fault(fault, params)
+
+    async def clear_remote(fault: str) -> None:
+        await hal.sim_fault(fault, clear=True)
+
+    return inject_remote, clear_remote

@@ -86,7 +86,7 @@ async def test_invalid_names_are_errors_before_the_wire(rig: Rig) -> None:
 async def test_air_in_the_return_line_stops_the_rig_within_one_tick(rig: Rig) -> None:
     await rig.arm_with_blood_flow()
     rig.hal.drain_events()
-    rig.inject("air_bubble")
+    await rig.inject("air_bubble")
     samples = await rig.run_for(200)
     events = [e for e in rig.hal.drain_events() if e.kind is HalEventKind.ENTERED_SAFE]
     assert events and events[0].detail == "air"
@@ -97,7 +97,7 @@ async def test_air_in_the_return_line_stops_the_rig_within_one_tick(rig: Rig) ->
     assert last.valves["venous_clamp"] == "closed"
     with pytest.raises(CommandRefused, match="cause_present"):
         await rig.hal.arm()
-    rig.clear("air_bubble")
+    await rig.clear("air_bubble")
     await rig.run_for(100)
     await rig.hal.arm()
     assert not (await rig.run_for(100))[-1].safe
@@ -126,5 +126,6 @@ async def test_commands_before_connect_are_errors(rig: Rig) -> None:
 
 def test_backends_are_chosen_by_name_without_fallback() -> None:
     assert backend_class("sim").backend == "sim"
+    assert backend_class("serial").backend == "serial"
     with pytest.raises(HalError, match="unknown HAL backend 'usb'"):
         backend_class("usb")

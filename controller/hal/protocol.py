@@ -1,0 +1,468 @@
+"""The serial wire protocol (docs/protocol.md), shared by SerialHal and firmware_sim.
+
+A frame is COBS(header + payload + CRC) followed by one 0x00 delimiter, so a receiver that
+starts mid-stream or meets garbage resynchronises at the next zero byte. Header and payload
+are little-endian; the CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection,
+no final xor; check value 0x29B1 for "123456789"), computed by the stdlib's
+`binascii.crc_hqx(data, 0xFFFF)`.
+
+`Decoder.feed` takes any chunking of the byte stream and never raises on bad input: every
+rejected frame is counted by cause.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import ClassVar
+
+from cobs import cobs
+
+from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("<BBHH")  # version, type, seq, ack
+CRC = struct.Struct("<H")
+#: Largest decoded frame (header + payload + CRC); anything longer is garbage.
+MAX_FRAME = 256
+VALVE_NAMES = tuple(VALVE_POSITIONS)
+#: Safe-state reasons, event codes and NAK codes by number (docs/protocol.md tables).
+REASONS = (
+    "none",
+    "air",
+    "return_low",
+    "return_high",
+    "access_low",
+    "blood_leak",
+    "heartbeat",
+    "command",
+    "boot",
+    "sensor",
+)
+EVENTS = (
+    "none",
+    "entered_safe",
+    "armed",
+    "limits_changed",
+    "reset",
+    "fault_injected",
+    "fault_cleared",
+)
+NAKS = (
+    "none",
+    "out_of_range",
+    "unknown_id",
+    "in_safe_state",
+    "cause_present",
+    "bad_limits",
+    "bad_payload",
+    "unsupported",
+    "no_session",
+)
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+class MsgType(IntEnum):
+    HELLO = 0x01
+    INFO = 0x02
+    SET_PUMP = 0x10
+    SET_VALVE = 0x11
+    SET_LIMITS = 0x12
+    GET_LIMITS = 0x13
+    LIMITS = 0x14
+    ENTER_SAFE = 0x15
+    ARM = 0x16
+    HEARTBEAT = 0x17
+    SAMPLE = 0x20
+    EVENT = 0x21
+    ACK = 0x30
+    NAK = 0x31
+    SIM_FAULT = 0x40
+
+
+class PayloadError(ValueError):
+    """A payload that does not match its type's layout."""
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode()[:255]
+    return bytes([len(raw)]) + raw
+
+
+def _read_str(data: bytes, at: int) -> tuple[str, int]:
+    if at >= len(data):
+        raise PayloadError("string length missing")
+    n = data[at]
+    end = at + 1 + n
+    if end > len(data):
+        raise PayloadError("string runs past the payload")
+    return data[at + 1 : end].decode(errors="replace"), end
+
+
+# -- messages -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Controller -> firmware, first frame of a session; a new session nonce restarts
+    the firmware's sequence tracking."""
+
+    TYPE: ClassVar[MsgType] = MsgType.HELLO
+    session: int
+
+    def pack(self) -> bytes:
+        return struct.pack("<I", self.session)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Hello:
+        return cls(*_exact("<I", data))
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    TYPE: ClassVar[MsgType] = MsgType.INFO
+    protocol_version: int
+    tick_ms: int
+    sample_period_ms: int
+    firmware_version: str
+    rig_id: str
+
+    def pack(self) -> bytes:
+        head = struct.pack("<BHH", self.protocol_version, self.tick_ms, self.sample_period_ms)
+        return head + _str(self.firmware_version) + _str(self.rig_id)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Info:
+        if len(data) < 5:
+            raise PayloadError("INFO is shorter than 5 bytes")
+        version, tick, period = struct.unpack_from("<BHH", data)
+        fw, at = _read_str(data, 5)
+        rig, at = _read_str(data, at)
+        if at != len(data):
+            raise PayloadError("INFO has trailing bytes")
+        return cls(version, tick, period, fw, rig)
+
+
+@dataclass(frozen=True, slots=True)
+class SetPump:
+    TYPE: ClassVar[MsgType] = MsgType.SET_PUMP
+    pump: int
+    rate: float
+
+    def pack(self) -> bytes:
+        return struct.pack("<Bf", self.pump, self.rate)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SetPump:
+        return cls(*_exact("<Bf", data))
+
+
+@dataclass(frozen=True, slots=True)
+class SetValve:
+    TYPE: ClassVar[MsgType] = MsgType.SET_VALVE
+    valve: int
+    position: int
+
+    def pack(self) -> bytes:
+        return struct.pack("<BB", self.valve, self.position)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SetValve:
+        return cls(*_exact("<BB", data))
+
+
+LIMITS_LAYOUT = "<fffH" + "f" * len(PUMP_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsMsg:
+    """SET_LIMITS (controller -> firmware) and LIMITS (the read-back) share one layout."""
+
+    TYPE: ClassVar[MsgType] = MsgType.SET_LIMITS
+    return_low_mmhg: float
+    return_high_mmhg: float
+    access_low_mmhg: float
+    heartbeat_timeout_ms: int
+    pump_max: tuple[float, ...]
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            LIMITS_LAYOUT,
+            self.return_low_mmhg,
+            self.return_high_mmhg,
+            self.access_low_mmhg,
+            self.heartbeat_timeout_ms,
+            *self.pump_max,
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes) -> LimitsMsg:
+        v = _exact(LIMITS_LAYOUT, data)
+        return cls(v[0], v[1], v[2], v[3], tuple(v[4:]))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsReply(LimitsMsg):
+    TYPE: ClassVar[MsgType] = MsgType.LIMITS
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """GET_LIMITS, ENTER_SAFE, ARM, HEARTBEAT, ACK: no payload."""
+
+    TYPE: MsgType
+
+    def pack(self) -> bytes:
+        return b""
+
+
+SAMPLE_HEAD = struct.Struct("<IIBBBBH")
+SAMPLE_FLOATS = struct.Struct("<" + "f" * (2 * len(PUMP_NAMES) + len(SENSOR_NAMES)))
+
+
+@dataclass(frozen=True, slots=True)
+class SampleMsg:
+    TYPE: ClassVar[MsgType] = MsgType.SAMPLE
+    t_ms: int
+    counter: int
+    safe: bool
+    reason: int
+    air: bool
+    leak: bool
+    collect: bool
+    clamp_open: bool
+    valid: tuple[bool, ...]
+    commanded: tuple[float, ...]
+    measured: tuple[float, ...]
+    sensors: tuple[float, ...]
+
+    def pack(self) -> bytes:
+        valid = sum(1 << i for i, ok in enumerate(self.valid) if ok)
+        head = SAMPLE_HEAD.pack(
+            self.t_ms,
+            self.counter,
+            1 if self.safe else 0,
+            self.reason,
+            (1 if self.air else 0) | (2 if self.leak else 0),
+            (1 if self.collect else 0) | (2 if self.clamp_open else 0),
+            valid,
+        )
+        return head + SAMPLE_FLOATS.pack(*self.commanded, *self.measured, *self.sensors)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SampleMsg:
+        if len(data) != SAMPLE_HEAD.size + SAMPLE_FLOATS.size:
+            raise PayloadError(f"SAMPLE must be {SAMPLE_HEAD.size + SAMPLE_FLOATS.size} bytes")
+        t, counter, safe, reason, det, valves, valid = SAMPLE_HEAD.unpack_from(data)
+        floats = SAMPLE_FLOATS.unpack_from(data, SAMPLE_HEAD.size)
+        n = len(PUMP_NAMES)
+        if reason >= len(REASONS) or safe > 1:
+            raise PayloadError("SAMPLE state or reason out of range")
+        return cls(
+            t_ms=t,
+            counter=counter,
+            safe=bool(safe),
+            reason=reason,
+            air=bool(det & 1),
+            leak=bool(det & 2),
+            collect=bool(valves & 1),
+            clamp_open=bool(valves & 2),
+            valid=tuple(bool(valid >> i & 1) for i in range(len(SENSOR_NAMES))),
+            commanded=floats[:n],
+            measured=floats[n : 2 * n],
+            sensors=floats[2 * n :],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventMsg:
+    TYPE: ClassVar[MsgType] = MsgType.EVENT
+    t_ms: int
+    code: int
+    detail: str = ""
+
+    def pack(self) -> bytes:
+        return struct.pack("<IB", self.t_ms, self.code) + _str(self.detail)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> EventMsg:
+        if len(data) < 6:
+            raise PayloadError("EVENT is shorter than 6 bytes")
+        t, code = struct.unpack_from("<IB", data)
+        detail, at = _read_str(data, 5)
+        if at != len(data) or code >= len(EVENTS):
+            raise PayloadError("EVENT code out of range or trailing bytes")
+        return cls(t, code, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Nak:
+    TYPE: ClassVar[MsgType] = MsgType.NAK
+    code: int
+
+    def pack(self) -> bytes:
+        return bytes([self.code])
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Nak:
+        (code,) = _exact("<B", data)
+        return cls(code)
+
+
+@dataclass(frozen=True, slots=True)
+class SimFault:
+    """Simulator only: inject (op 1) or clear (op 0) a named fault; params as JSON."""
+
+    TYPE: ClassVar[MsgType] = MsgType.SIM_FAULT
+    op: int
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+
+    def pack(self) -> bytes:
+        return bytes([self.op]) + _str(self.name) + _str(json.dumps(self.params))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SimFault:
+        if not data:
+            raise PayloadError("SIM_FAULT is empty")
+        name, at = _read_str(data, 1)
+        params, at = _read_str(data, at)
+        try:
+            decoded = json.loads(params or "{}")
+        except ValueError as exc:
+            raise PayloadError("SIM_FAULT params are not JSON") from exc
+        if at != len(data) or not isinstance(decoded, dict):
+            raise PayloadError("SIM_FAULT params must be a JSON object")
+        return cls(data[0], name, decoded)
+
+
+def _exact(layout: str, data: bytes) -> tuple:  # type: ignore[type-arg]
+    if len(data) != struct.calcsize(layout):
+        raise PayloadError(f"payload must be {struct.calcsize(layout)} bytes, got {len(data)}")
+    return struct.unpack(layout, data)
+
+
+Message = (
+    Hello | Info | SetPump | SetValve | LimitsMsg | Empty | SampleMsg | EventMsg | Nak | SimFault
+)
+
+_EMPTY = frozenset(
+    {MsgType.GET_LIMITS, MsgType.ENTER_SAFE, MsgType.ARM, MsgType.HEARTBEAT, MsgType.ACK}
+)
+_DECODERS = {
+    MsgType.HELLO: Hello.unpack,
+    MsgType.INFO: Info.unpack,
+    MsgType.SET_PUMP: SetPump.unpack,
+    MsgType.SET_VALVE: SetValve.unpack,
+    MsgType.SET_LIMITS: LimitsMsg.unpack,
+    MsgType.LIMITS: LimitsReply.unpack,
+    MsgType.SAMPLE: SampleMsg.unpack,
+    MsgType.EVENT: EventMsg.unpack,
+    MsgType.NAK: Nak.unpack,
+    MsgType.SIM_FAULT: SimFault.unpack,
+}
+
+
+def message_type(msg: Message) -> MsgType:
+    return msg.TYPE
+
+
+# -- frames -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: MsgType
+    seq: int
+    ack: int
+    message: Message
+
+
+def encode(msg: Message, seq: int, ack: int = 0) -> bytes:
+    """One complete frame on the wire, delimiter included."""
+    body = HEADER.pack(PROTOCOL_VERSION, msg.TYPE, seq & 0xFFFF, ack & 0xFFFF) + msg.pack()
+    return cobs.encode(body + CRC.pack(crc16(body))) + b"\x00"
+
+
+def decode_body(raw: bytes) -> Frame:
+    """A frame's bytes between delimiters -> Frame; raises ValueError with the cause."""
+    try:
+        body = cobs.decode(raw)
+    except cobs.DecodeError as exc:
+        raise FrameError("cobs") from exc
+    if len(body) < HEADER.size + CRC.size or len(body) > MAX_FRAME:
+        raise FrameError("length")
+    (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
+    if crc16(body[: -CRC.size]) != crc:
+        raise FrameError("crc")
+    version, mtype, seq, ack = HEADER.unpack_from(body)
+    if version != PROTOCOL_VERSION:
+        raise FrameError("version")
+    try:
+        kind = MsgType(mtype)
+    except ValueError as exc:
+        raise FrameError("unknown_type") from exc
+    payload = body[HEADER.size : -CRC.size]
+    try:
+        if kind in _EMPTY:
+            if payload:
+                raise PayloadError("this type has no payload")
+            message: Message = Empty(kind)
+        else:
+            message = _DECODERS[kind](payload)
+    except (PayloadError, struct.error, UnicodeError) as exc:
+        raise FrameError("payload") from exc
+    return Frame(kind, seq, ack, message)
+
+
+class FrameError(ValueError):
+    """Why a frame was rejected: cobs, length, crc, version, unknown_type, payload."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+@dataclass(slots=True)
+class Decoder:
+    """Incremental: feed any chunks, get whole valid frames; bad input is counted, not raised."""
+
+    buffer: bytearray = field(default_factory=bytearray)
+    frames: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    _skipping: bool = False
+
+    def feed(self, data: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        *complete, tail = bytes(data).split(b"\x00")
+        for part in complete:  # each is followed by a delimiter
+            if self._skipping:  # the end of an over-long run of garbage
+                self._skipping = False
+                self._count("length")
+            elif self.buffer or part:  # back-to-back delimiters are an idle line
+                self._one(bytes(self.buffer) + part, out)
+            self.buffer.clear()
+        if not self._skipping:
+            self.buffer += tail
+            if len(self.buffer) > 2 * MAX_FRAME:
+                self.buffer.clear()
+                self._skipping = True
+        return out
+
+    def _one(self, raw: bytes, out: list[Frame]) -> None:
+        try:
+            out.append(decode_body(raw))
+            self.frames += 1
+        except FrameError as exc:
+            self._count(exc.cause)
+
+    def _count(self, cause: str) -> None:
+        self.rejected[cause] = self.rejected.get(cause, 0) + 1
+
+
+def nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value

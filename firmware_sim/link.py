@@ -1,0 +1,184 @@
+"""The firmware's side of the serial protocol: frames in, commands executed once, frames out.
+
+Transport-free (the server feeds it bytes from a pty, a socket or a device) so it is the same
+code in every test. Sequencing (docs/protocol.md, "duplicates"): within a session a command
+is executed only if its sequence number is newer than the last executed one; the same number
+again is a retry whose lost answer is sent again without executing anything; an older number
+is a stale frame (delayed on the line) and is ignored. A new HELLO session nonce (controller
+restart) or a power-on reset starts over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
+from controller.hal import protocol as p
+from firmware_sim.faults import Faults
+from firmware_sim.firmware import FIRMWARE_VERSION, Firmware, FirmwareEvent, Limits, Snapshot
+
+COMMANDS = frozenset(
+    {
+        p.MsgType.HELLO,
+        p.MsgType.SET_PUMP,
+        p.MsgType.SET_VALVE,
+        p.MsgType.SET_LIMITS,
+        p.MsgType.GET_LIMITS,
+        p.MsgType.ENTER_SAFE,
+        p.MsgType.ARM,
+        p.MsgType.SIM_FAULT,
+    }
+)
+
+
+def sample_message(s: Snapshot) -> p.SampleMsg:
+    return p.SampleMsg(
+        t_ms=s.t_ms,
+        counter=s.counter,
+        safe=s.safe,
+        reason=p.REASONS.index(s.reason),
+        air=s.air_return,
+        leak=s.blood_leak,
+        collect=s.valves["plasma_route"] == "collect",
+        clamp_open=s.valves["venous_clamp"] == "open",
+        valid=tuple(s.valid[n] for n in SENSOR_NAMES),
+        commanded=s.commanded,
+        measured=s.measured,
+        sensors=tuple(s.sensors[n] for n in SENSOR_NAMES),
+    )
+
+
+def limits_message(limits: Limits, cls: type[p.LimitsMsg] = p.LimitsReply) -> p.LimitsMsg:
+    return cls(
+        limits.return_low_mmhg,
+        limits.return_high_mmhg,
+        limits.access_low_mmhg,
+        limits.heartbeat_timeout_ms,
+        tuple(limits.pump_max[n] for n in PUMP_NAMES),
+    )
+
+
+class FirmwareLink:
+    def __init__(
+        self, firmware: Firmware, faults: Faults, send: Callable[[bytes], None] | None = None
+    ) -> None:
+        self.firmware = firmware
+        self.faults = faults
+        self.decoder = p.Decoder()
+        #: where outgoing frames go (the transport's write); None drops them (no listener)
+        self.send = send
+        self.session: int | None = None
+        self.last_seq: int | None = None
+        self.last_reply: bytes | None = None
+        self.executed = 0  # commands executed (not retries): for tests
+        self.tx_seq = 0
+        firmware.on_sample = self._on_sample
+        firmware.on_event = self._on_event
+
+    # -- outgoing -----------------------------------------------------------------------
+    def _out(self, msg: p.Message, ack: int | None = None) -> bytes:
+        self.tx_seq = (self.tx_seq + 1) & 0xFFFF
+        return p.encode(msg, self.tx_seq, (self.last_seq or 0) if ack is None else ack)
+
+    def _emit(self, frame: bytes) -> None:
+        if self.send is not None:
+            self.send(frame)
+
+    def _on_sample(self, s: Snapshot) -> None:
+        self._emit(self._out(sample_message(s)))
+
+    def _on_event(self, e: FirmwareEvent) -> None:
+        if e.code == "reset":  # a power-on reset forgets the session, as RAM would
+            self.session = self.last_seq = None
+            self.last_reply = None
+        self._emit(self._out(p.EventMsg(e.t_ms, p.EVENTS.index(e.code), e.detail)))
+
+    # -- incoming -----------------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            reply = self.handle(frame)
+            if reply is not None:
+                self._emit(reply)
+
+    def handle(self, frame: p.Frame) -> bytes | None:
+        fw = self.firmware
+        if frame.type is p.MsgType.HEARTBEAT:
+            fw.heartbeat()
+            return None
+        if frame.type not in COMMANDS:
+            return None  # not for the firmware (an echo of its own frames, say)
+        msg = frame.message
+        if frame.type is p.MsgType.HELLO and msg.session != self.session:  # type: ignore[union-attr]
+            self.session = msg.session  # type: ignore[union-attr]
+            self.last_seq = None
+        if self.session is None:
+            return self._out(p.Nak(p.NAKS.index("no_session")), ack=frame.seq)
+        if self.last_seq is not None:
+            ahead = (frame.seq - self.last_seq) & 0xFFFF
+            if ahead == 0:
+                return self.last_reply  # a retry: answer again, execute nothing
+            if ahead >= 0x8000:
+                return None  # stale: an old frame delayed on the line
+        reply = self._out(self._execute(frame), ack=frame.seq)
+        self.last_seq = frame.seq
+        self.last_reply = reply
+        self.executed += 1
+        return reply
+
+    def _execute(self, frame: p.Frame) -> p.Message:
+        fw = self.firmware
+        msg = frame.message
+        nak: str | None = None
+        match frame.type:
+            case p.MsgType.HELLO:
+                return p.Info(
+                    p.PROTOCOL_VERSION,
+                    fw.tick_ms,
+                    fw.sample_period_ms,
+                    FIRMWARE_VERSION,
+                    fw.rig_id,
+                )
+            case p.MsgType.SET_PUMP:
+                if msg.pump >= len(PUMP_NAMES):  # type: ignore[union-attr]
+                    nak = "unknown_id"
+                else:
+                    nak = fw.set_pump(PUMP_NAMES[msg.pump], msg.rate)  # type: ignore[union-attr]
+            case p.MsgType.SET_VALVE:
+                names = tuple(VALVE_POSITIONS)
+                if msg.valve >= len(names):  # type: ignore[union-attr]
+                    nak = "unknown_id"
+                else:
+                    name = names[msg.valve]  # type: ignore[union-attr]
+                    positions = VALVE_POSITIONS[name]
+                    if msg.position >= len(positions):  # type: ignore[union-attr]
+                        nak = "out_of_range"
+                    else:
+                        nak = fw.set_valve(name, positions[msg.position])  # type: ignore[union-attr]
+            case p.MsgType.SET_LIMITS:
+                m = msg
+                nak = fw.set_limits(
+                    Limits(
+                        return_low_mmhg=m.return_low_mmhg,  # type: ignore[union-attr]
+                        return_high_mmhg=m.return_high_mmhg,  # type: ignore[union-attr]
+                        access_low_mmhg=m.access_low_mmhg,  # type: ignore[union-attr]
+                        heartbeat_timeout_ms=m.heartbeat_timeout_ms,  # type: ignore[union-attr]
+                        pump_max=dict(zip(PUMP_NAMES, m.pump_max, strict=True)),  # type: ignore[union-attr]
+                    )
+                )
+            case p.MsgType.GET_LIMITS:
+                return limits_message(fw.limits)
+            case p.MsgType.ENTER_SAFE:
+                fw.enter_safe()
+            case p.MsgType.ARM:
+                nak = fw.arm()
+            case p.MsgType.SIM_FAULT:
+                try:
+                    if msg.op == 1:  # type: ignore[union-attr]
+                        self.faults.inject(msg.name, **msg.params)  # type: ignore[union-attr]
+                    else:
+                        self.faults.clear(msg.name)  # type: ignore[union-attr]
+                except ValueError:
+                    nak = "bad_payload"
+        if nak is not None:
+            return p.Nak(p.NAKS.index(nak))
+        return p.Empty(p.MsgType.ACK)

@@ -1,0 +1,162 @@
+"""`alsctl firmware-sim`: the simulated firmware in real time, behind a serial-like port.
+
+On a new pseudo-terminal (prints the path to give `alsctl run --port`), on an existing device,
+or on a TCP port (`socket://host:port` for the controller). The rig clock follows the wall
+clock; a scenario schedules faults in rig time. One controller at a time: a new TCP client
+replaces the old one, as a re-plugged cable would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import termios
+import tty
+from collections.abc import Callable
+
+from controller.config.prescription import Prescription
+from controller.config.rig import RigConfig
+from controller.config.scenario import Scenario
+from firmware_sim.faults import Faults
+from firmware_sim.firmware import Firmware
+from firmware_sim.link import FirmwareLink
+from firmware_sim.physics import physics_for
+
+
+class FirmwareServer:
+    def __init__(
+        self,
+        rig: RigConfig,
+        prescription: Prescription | None = None,
+        scenario: Scenario | None = None,
+    ) -> None:
+        self.firmware = Firmware(physics_for(rig, prescription), rig)
+        self.faults = Faults(self.firmware, scenario)
+        self.link = FirmwareLink(self.firmware, self.faults)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], None]] = []
+
+    # -- the clock ----------------------------------------------------------------------
+    async def _clock(self) -> None:
+        """Rig time = wall time since start; the firmware catches up every few ms."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        fw = self.firmware
+        while not self._stop.is_set():
+            fw.run_until(int((loop.time() - start) * 1000))
+            await asyncio.sleep(fw.tick_ms / 2000.0)
+
+    def start_clock(self) -> None:
+        self._tasks.append(asyncio.create_task(self._clock(), name="firmware-clock"))
+
+    async def close(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for close in self._closers:
+            close()
+
+    # -- a pseudo-terminal ----------------------------------------------------------------
+    def serve_pty(self) -> str:
+        """Open a pty, serve on its master side, return the slave path for the controller."""
+        master, slave = os.openpty()
+        tty.setraw(slave, termios.TCSANOW)  # no echo, no line discipline: bytes are bytes
+        os.set_blocking(master, False)
+        path = os.ttyname(slave)
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 4096)
+            except (BlockingIOError, OSError):
+                return
+            self.link.receive(data)
+
+        def write(frame: bytes) -> None:
+            # a UART with nobody listening loses bytes; it never blocks the firmware
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(master, frame)
+
+        loop.add_reader(master, readable)
+        self.link.send = write
+        # the slave stays open here too, so the path survives the controller closing it
+        self._closers.append(
+            lambda: (loop.remove_reader(master), os.close(master), os.close(slave))
+        )
+        return path
+
+    # -- TCP ------------------------------------------------------------------------------
+    async def serve_tcp(self, host: str, port: int) -> int:
+        """Serve on TCP; returns the port (useful with port 0)."""
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            def write(frame: bytes) -> None:
+                if not writer.is_closing():
+                    writer.write(frame)
+
+            self.link.send = write
+            try:
+                while data := await reader.read(4096):
+                    self.link.receive(data)
+            except ConnectionError:
+                pass
+            finally:
+                if self.link.send is write:
+                    self.link.send = None
+                writer.close()
+
+        server = await asyncio.start_server(client, host, port)
+        self._closers.append(server.close)
+        return int(server.sockets[0].getsockname()[1])
+
+    # -- a serial device ------------------------------------------------------------------
+    async def serve_device(self, url: str, baudrate: int) -> None:
+        import serial_asyncio_fast
+
+        link = self.link
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                link.send = transport.write  # type: ignore[attr-defined]
+
+            def data_received(self, data: bytes) -> None:
+                link.receive(data)
+
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            asyncio.get_running_loop(), Proto, url, baudrate=baudrate
+        )
+        self._closers.append(transport.close)
+
+
+async def serve(
+    rig: RigConfig,
+    *,
+    prescription: Prescription | None = None,
+    scenario: Scenario | None = None,
+    pty: bool = True,
+    device: str | None = None,
+    tcp: str | None = None,
+    out: Callable[[str], None] = print,
+) -> None:
+    server = FirmwareServer(rig, prescription, scenario)
+    if tcp is not None:
+        host, _, port = tcp.rpartition(":")
+        bound = await server.serve_tcp(host or "127.0.0.1", int(port))
+        out(f"socket://{host or '127.0.0.1'}:{bound}")
+    elif device is not None:
+        await server.serve_device(device, rig.serial.baudrate)
+        out(device)
+    elif pty:
+        out(server.serve_pty())
+    sys.stdout.flush()
+    server.start_clock()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()
