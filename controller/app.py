@@ -146,15 +146,26 @@ class Controller:
         return sample
 
     async def _command(self, sp: phases.Setpoints) -> None:
-        """Send what differs from what was last acknowledged: valves first, then pumps."""
+        """Send what differs from what was last acknowledged, in a safe order.
+
+        Commands reach the firmware one by one and it checks its limits between them, so
+        the order matters: the clamp opens before any pump speeds up, pumps slow down
+        before any speeds up, and the clamp closes only after the pumps have stopped
+        (a blood pump against a closed clamp trips the return-pressure limit).
+        """
+        sent = self._sent
+        closing = sp.valves.get("venous_clamp") == "closed" and sent.get("venous_clamp") != "closed"
         for name, position in sp.valves.items():
-            if self._sent.get(name) != position:
+            if sent.get(name) != position and not (closing and name == "venous_clamp"):
                 await self.hal.set_valve(name, position)
-                self._sent[name] = position
-        for name, rate in sp.pumps.items():
-            if self._sent.get(name) != rate:
-                await self.hal.set_pump(name, rate)
-                self._sent[name] = rate
+                sent[name] = position
+        changes = [(n, r) for n, r in sp.pumps.items() if sent.get(n) != r]
+        for name, rate in sorted(changes, key=lambda c: c[1] > float(sent.get(c[0], 0.0))):
+            await self.hal.set_pump(name, rate)
+            sent[name] = rate
+        if closing:
+            await self.hal.set_valve("venous_clamp", "closed")
+            sent["venous_clamp"] = "closed"
 
     async def _stop_all(self, clamp: str = "closed") -> None:
         await self._command(phases.Setpoints.stopped(clamp=clamp))

@@ -159,8 +159,18 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
     rig = load_rig(args.rig)
     rx = load_prescription(args.prescription) if args.prescription else None
     scenario = load_scenario(args.scenario) if args.scenario else None
-    print("# simulated firmware, real time; connect with: alsctl run --port <the line below>")
-    asyncio.run(serve(rig, prescription=rx, scenario=scenario, device=args.device, tcp=args.tcp))
+    pace = "real time" if args.speed == 1 else f"{args.speed:g}x real time"
+    print(f"# simulated firmware, {pace}; connect with: alsctl run --port <the line below>")
+    asyncio.run(
+        serve(
+            rig,
+            prescription=rx,
+            scenario=scenario,
+            device=args.device,
+            tcp=args.tcp,
+            speed=args.speed,
+        )
+    )
     return 0
 
 
@@ -203,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     on = p.add_mutually_exclusive_group()
     on.add_argument("--device", help="serve on this serial device instead of a new pty")
     on.add_argument("--tcp", metavar="HOST:PORT", help="serve on TCP (controller: socket://...)")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="rig time x wall time (default 1: real time)"
+    )
     p.set_defaults(func=cmd_firmware_sim)
 
     p = sub.add_parser("diagram", help="write the state diagram (Mermaid) from the machine")

@@ -31,7 +31,12 @@ class FirmwareServer:
         rig: RigConfig,
         prescription: Prescription | None = None,
         scenario: Scenario | None = None,
+        speed: float = 1.0,
     ) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        #: rig time runs this many times faster than the wall clock (1 = a real rig)
+        self.speed = speed
         self.firmware = Firmware(physics_for(rig, prescription), rig)
         self.faults = Faults(self.firmware, scenario)
         self.link = FirmwareLink(self.firmware, self.faults)
@@ -41,13 +46,14 @@ class FirmwareServer:
 
     # -- the clock ----------------------------------------------------------------------
     async def _clock(self) -> None:
-        """Rig time = wall time since start; the firmware catches up every few ms."""
+        """Rig time = wall time since start (x speed); the firmware catches up every tick."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         fw = self.firmware
+        pause = fw.tick_ms / 1000.0 / self.speed / 2.0
         while not self._stop.is_set():
-            fw.run_until(int((loop.time() - start) * 1000))
-            await asyncio.sleep(fw.tick_ms / 2000.0)
+            fw.run_until(int((loop.time() - start) * 1000 * self.speed))
+            await asyncio.sleep(pause)
 
     def start_clock(self) -> None:
         self._tasks.append(asyncio.create_task(self._clock(), name="firmware-clock"))
@@ -142,9 +148,10 @@ async def serve(
     pty: bool = True,
     device: str | None = None,
     tcp: str | None = None,
+    speed: float = 1.0,
     out: Callable[[str], None] = print,
 ) -> None:
-    server = FirmwareServer(rig, prescription, scenario)
+    server = FirmwareServer(rig, prescription, scenario, speed)
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         bound = await server.serve_tcp(host or "127.0.0.1", int(port))

@@ -29,6 +29,8 @@ HEADER = struct.Struct("<BBHH")  # version, type, seq, ack
 CRC = struct.Struct("<H")
 #: Largest decoded frame (header + payload + CRC); anything longer is garbage.
 MAX_FRAME = 256
+#: ... and its COBS encoding: one code byte per 254 bytes, plus one.
+MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1
 VALVE_NAMES = tuple(VALVE_POSITIONS)
 #: Safe-state reasons, event codes and NAK codes by number (docs/protocol.md tables).
 REASONS = (
@@ -389,7 +391,9 @@ def encode(msg: Message, seq: int, ack: int = 0) -> bytes:
 
 
 def decode_body(raw: bytes) -> Frame:
-    """A frame's bytes between delimiters -> Frame; raises ValueError with the cause."""
+    """A frame's bytes between delimiters -> Frame; raises FrameError with the cause."""
+    if len(raw) > MAX_ENCODED:
+        raise FrameError("length")
     try:
         body = cobs.decode(raw)
     except cobs.DecodeError as exc:
@@ -448,7 +452,7 @@ class Decoder:
             self.buffer.clear()
         if not self._skipping:
             self.buffer += tail
-            if len(self.buffer) > 2 * MAX_FRAME:
+            if len(self.buffer) > MAX_ENCODED:
                 self.buffer.clear()
                 self._skipping = True
         return out

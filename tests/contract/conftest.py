@@ -9,19 +9,17 @@ message; on `sim` they are called directly.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.config.loading import to_yaml
 from controller.config.rig import RigConfig
 from controller.hal import open_hal
 from controller.hal.base import FirmwareLimits, Hal, Sample
+from tests.sim_process import firmware_sim_process
 
 BACKENDS = ["sim", "serial"]
 RIG_ID = "contract-01"
@@ -54,31 +52,6 @@ class Rig:
         await self.hal.set_valve("venous_clamp", "open")
         await self.hal.set_pump("blood", blood)
         await self.run_for(500)
-
-
-@contextlib.contextmanager
-def firmware_sim_process(tmp_path: Path, rig: RigConfig) -> Iterator[str]:
-    """`alsctl firmware-sim` in its own process; yields the pty path it prints."""
-    rig_file = tmp_path / "rig.yaml"
-    rig_file.write_text(to_yaml(rig))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller", "firmware-sim", "--rig", str(rig_file)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = "#"
-        while line.startswith("#"):
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"firmware-sim exited with {proc.wait()}")
-        yield line.strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @pytest.fixture(params=BACKENDS)

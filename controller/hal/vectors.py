@@ -1,0 +1,83 @@
+"""Test vectors of docs/protocol.md: one frame per message type, with its decoded form.
+
+`python -m controller.hal.vectors` prints the markdown table that the document embeds; a test
+decodes every hex string found in the document and checks it against this list.
+"""
+
+from __future__ import annotations
+
+from controller.hal import protocol as p
+
+NAN = float("nan")
+
+VECTORS: list[tuple[str, p.Message, int, int]] = [
+    ("HELLO session 0x12345678", p.Hello(0x12345678), 1, 0),
+    ("INFO v1, tick 10 ms, samples 100 ms", p.Info(1, 10, 100, "fwsim-0.1.0", "rig-01"), 7, 1),
+    ("SET_PUMP blood (0) 120.0 mL/min", p.SetPump(0, 120.0), 2, 0),
+    ("SET_VALVE venous_clamp (1) open (1)", p.SetValve(1, 1), 3, 0),
+    (
+        "SET_LIMITS 10 / 300 / -250 mmHg, 500 ms, SPEC pump maxima",
+        p.LimitsMsg(10.0, 300.0, -250.0, 500, (250.0, 60.0, 60.0, 300.0, 100.0, 100.0, 60.0, 20.0)),
+        4,
+        0,
+    ),
+    ("GET_LIMITS", p.Empty(p.MsgType.GET_LIMITS), 5, 0),
+    (
+        "LIMITS (answer to seq 5)",
+        p.LimitsReply(
+            10.0, 300.0, -250.0, 500, (250.0, 60.0, 60.0, 300.0, 100.0, 100.0, 60.0, 20.0)
+        ),
+        8,
+        5,
+    ),
+    ("ENTER_SAFE", p.Empty(p.MsgType.ENTER_SAFE), 6, 0),
+    ("ARM", p.Empty(p.MsgType.ARM), 7, 0),
+    ("HEARTBEAT", p.Empty(p.MsgType.HEARTBEAT), 7, 0),
+    (
+        "SAMPLE t=1000 ms, running, blood 120, clamp open, map missing",
+        p.SampleMsg(
+            t_ms=1000,
+            counter=10,
+            safe=False,
+            reason=0,
+            air=False,
+            leak=False,
+            collect=False,
+            clamp_open=True,
+            valid=(True,) * 14 + (False,),
+            commanded=(120.0, 0, 0, 0, 0, 0, 0, 0),
+            measured=(120.0, 0, 0, 0, 0, 0, 0, 0),
+            # pressures, then scales, plasma_temp and map (missing)
+            sensors=(
+                *(-123.0, 132.0, 79.5, 90.0, 5.0, 5.0, 5.0, 5.0),
+                *(5000.0, 0.0, 5000.0, 0.0, 0.0),
+                *(37.0, NAN),
+            ),
+        ),
+        9,
+        7,
+    ),
+    ("EVENT t=1010 ms entered_safe, detail 'air'", p.EventMsg(1010, 1, "air"), 10, 7),
+    ("ACK of seq 2", p.Empty(p.MsgType.ACK), 11, 2),
+    ("NAK of seq 2: out_of_range (1)", p.Nak(1), 12, 2),
+    (
+        "SIM_FAULT inject air_bubble (simulator only)",
+        p.SimFault(1, "air_bubble", {}),
+        13,
+        0,
+    ),
+]
+
+
+def markdown() -> str:
+    lines = [
+        "| message | seq | ack | frame on the wire (hex, delimiter included) |",
+        "|---|---|---|---|",
+    ]
+    for title, msg, seq, ack in VECTORS:
+        lines.append(f"| {title} | {seq} | {ack} | `{p.encode(msg, seq, ack).hex()}` |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -1,0 +1,48 @@
+"""Short treatments over `serial`: the controller here, `alsctl firmware-sim` in another
+process on a pty, its rig clock at 40x the wall clock. The summary must agree with the same
+prescription on `sim` (ARCHITECTURE rule 2: a difference between backends is a bug).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.config.loading import load_rig
+from controller.runner import RunOptions, run_treatment
+from tests.integration.test_treatment import rx
+from tests.sim_process import firmware_sim_process
+
+SPEED = 40.0
+SHORT_SERIAL = {
+    "pe": {"exchange_volume_pv": None, "exchange_volume_ml": 300},
+    "li_als": {
+        "exchange_volume_pv": None,
+        "exchange_volume_ml": 450,
+        "collection_threshold_ml": 250,
+        "purification": {"processed_plasma_ml": 1000},
+    },
+}
+
+
+@pytest.mark.parametrize("mode", sorted(SHORT_SERIAL))
+async def test_a_short_treatment_over_serial_matches_the_simulated_one(
+    mode: str, tmp_path: Path
+) -> None:
+    # the longest watchdog the rig allows: 1 s of rig time is 25 ms of wall time at 40x
+    rig = load_rig("config/rigs/sim.yaml").model_copy(update={"heartbeat_timeout_ms": 1000})
+    p = rx(mode, **SHORT_SERIAL[mode])
+    reference, _ = await run_treatment(rig, p)
+    with firmware_sim_process(tmp_path, rig, p, speed=SPEED) as port:
+        summary, _ = await run_treatment(rig, p, RunOptions(backend="serial", port=port))
+    assert summary.backend == "serial"
+    assert summary.completed, (summary.final_state, summary.error, summary.alarms)
+    assert [t.dest for t in summary.transitions] == [t.dest for t in reference.transitions]
+    got: dict[str, Any] = summary.volumes.model_dump()
+    want: dict[str, Any] = reference.volumes.model_dump()
+    assert got["exchange_ml"] == pytest.approx(want["exchange_ml"], abs=5)
+    assert got["fluid_balance_ml"] == pytest.approx(want["fluid_balance_ml"], abs=5)
+    assert got["processed_plasma_ml"] == pytest.approx(want["processed_plasma_ml"], rel=0.05, abs=5)
+    assert summary.solutes is None  # the simulator's truth is not on the wire

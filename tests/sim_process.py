@@ -1,0 +1,45 @@
+"""`alsctl firmware-sim` in a process of its own, as an operator would start it."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from controller.config.loading import to_yaml
+from controller.config.prescription import Prescription
+from controller.config.rig import RigConfig
+
+
+@contextlib.contextmanager
+def firmware_sim_process(
+    tmp_path: Path,
+    rig: RigConfig,
+    prescription: Prescription | None = None,
+    speed: float = 1.0,
+) -> Iterator[str]:
+    """Start it on a new pty; yield the path it prints; stop it afterwards."""
+    rig_file = tmp_path / "rig.yaml"
+    rig_file.write_text(to_yaml(rig))
+    cmd = [sys.executable, "-m", "controller", "firmware-sim", "--rig", str(rig_file)]
+    if prescription is not None:
+        rx_file = tmp_path / "prescription.yaml"
+        rx_file.write_text(to_yaml(prescription))
+        cmd += ["--prescription", str(rx_file)]
+    cmd += ["--speed", str(speed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = "#"
+        while line.startswith("#"):
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"firmware-sim exited with {proc.wait()}")
+        yield line.strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
