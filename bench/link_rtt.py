@@ -1,0 +1,118 @@
+"""Round trip of one command over a serial line: ours against pymodbus, in the same run.
+
+Ours: SerialHal.set_pump -> `alsctl firmware-sim --device` -> ACK. Peer: a pymodbus RTU client
+reading 16 holding registers from a pymodbus RTU server. Both cross the same pty bridge
+(bench/ptybridge.py, two ptys back to back), each server in a process of its own, each client
+here. Prints JSON with median and p99 in microseconds. Needs the `bench` extra (pymodbus).
+
+Usage: python -m bench.link_rtt [--n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from controller.config.loading import to_yaml
+from controller.config.rig import RigConfig
+from controller.hal.base import FirmwareLimits
+from controller.hal.serial import SerialHal
+
+
+@contextlib.contextmanager
+def process(*args: str, first_line: bool = False) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        if first_line:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+        yield line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def figures(rtts: list[float]) -> dict[str, float]:
+    rtts = sorted(rtts)
+    return {
+        "n": len(rtts),
+        "median_us": round(statistics.median(rtts) * 1e6, 1),
+        "p99_us": round(rtts[int(0.99 * (len(rtts) - 1))] * 1e6, 1),
+    }
+
+
+async def ours(port: str, n: int) -> dict[str, float]:
+    rig = RigConfig(backend="serial")
+    async with SerialHal(rig, port=port) as hal:
+        await hal.upload_limits(FirmwareLimits.from_rig(rig))
+        rtts = []
+        for _i in range(n):
+            start = time.perf_counter()
+            await hal.set_pump("plasma", 0.0)  # allowed in the safe state; acked each time
+            rtts.append(time.perf_counter() - start)
+    return figures(rtts)
+
+
+async def peer(port: str, n: int) -> dict[str, float]:
+    from pymodbus import FramerType
+    from pymodbus.client import AsyncModbusSerialClient
+
+    client = AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=115200, timeout=1)
+    await client.connect()
+    try:
+        rtts = []
+        for _ in range(n):
+            start = time.perf_counter()
+            result = await client.read_holding_registers(0, count=16, device_id=1)
+            rtts.append(time.perf_counter() - start)
+            assert not result.isError()
+    finally:
+        client.close()
+    return figures(rtts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    args = parser.parse_args()
+    result: dict[str, object] = {
+        "bench": "link_rtt",
+        "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "target": "ours median <= 300 us and >= 10x faster than the peer",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        rig_file = Path(tmp) / "rig.yaml"
+        rig_file.write_text(to_yaml(RigConfig()))
+        with process("-m", "bench.ptybridge", first_line=True) as ends:
+            server_end, client_end = ends.split()
+            with process(
+                "-m", "controller", "firmware-sim", "--rig", str(rig_file), "--device", server_end
+            ):
+                time.sleep(1.0)
+                result["ours_set_pump_ack"] = asyncio.run(ours(client_end, args.n))
+        with process("-m", "bench.ptybridge", first_line=True) as ends:
+            server_end, client_end = ends.split()
+            with process("-m", "bench.modbus_server", server_end):
+                time.sleep(1.5)
+                result["peer_pymodbus_rtu_read_16"] = asyncio.run(peer(client_end, args.n))
+    ours_median = result["ours_set_pump_ack"]["median_us"]  # type: ignore[index]
+    peer_median = result["peer_pymodbus_rtu_read_16"]["median_us"]  # type: ignore[index]
+    result["speedup_median"] = round(peer_median / ours_median, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
