@@ -16,14 +16,17 @@ from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process
 
 SPEED = 40.0
+LOOP_SHORT = {
+    "exchange_volume_ml": 450,
+    "collection_threshold_ml": 250,
+    "purification": {"processed_plasma_ml": 1000},
+}
 SHORT_SERIAL = {
     "pe": {"exchange_volume_pv": None, "exchange_volume_ml": 300},
-    "li_als": {
-        "exchange_volume_pv": None,
-        "exchange_volume_ml": 450,
-        "collection_threshold_ml": 250,
-        "purification": {"processed_plasma_ml": 1000},
-    },
+    "pe_adsorption": LOOP_SHORT,
+    "pe_filtration": LOOP_SHORT,
+    "li_als": {"exchange_volume_pv": None, **LOOP_SHORT},
+    "adsorption": {"purification": {"processed_plasma_ml": 1000}},
 }
 
 

@@ -136,3 +136,61 @@ async def test_an_exception_in_the_loop_ends_safe_in_fault() -> None:
     fw = controller.hal.firmware  # type: ignore[attr-defined]
     assert fw.safe and fw.reason == "command"
     assert all(rate == 0.0 for rate in fw.commanded.values())
+
+
+def failing_scenario(fault: str, at_s: float = 0.0, **params: Any) -> Scenario:
+    return Scenario.model_validate(
+        {"name": fault, "events": [{"at_s": at_s, "fault": fault, "params": params}]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "at_s", "message"),
+    [
+        ("pump_stall", {"pump": "loop"}, 0.0, "pump loop: commanded 10, encoder reads 0.0"),
+        ("sensor_missing", {"sensor": "map"}, 0.0, "sensor map: reading nan is not plausible"),
+        ("blood_leak", {}, 0.0, "detector blood_leak: reports an alarm at rest"),
+        ("air_bubble", {}, 60.0, "priming: air detected in the return line"),
+    ],
+)
+async def test_self_test_and_priming_failures_name_the_part(
+    fault: str, params: dict[str, Any], at_s: float, message: str
+) -> None:
+    summary, controller = await run_treatment(
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(scenario=failing_scenario(fault, at_s, **params))
+    )
+    assert summary.final_state == "fault" and not summary.completed
+    assert summary.error is not None and message in summary.error
+    assert controller.hal.firmware.safe  # type: ignore[attr-defined]
+
+
+async def test_stop_goes_to_rinse_back_and_ends_done() -> None:
+    def operator(status: Status) -> None:
+        if status.phase == "exchange" and status.t_ms > 600_000 and refs:
+            refs[0].request("stop", "operator: patient unwell")
+            refs.clear()
+
+    refs: list[Any] = []
+    opts = RunOptions(on_status=operator, on_controller=refs.append)
+    summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
+    trail = [(t.source, t.dest, t.cause) for t in summary.transitions]
+    assert ("exchange", "rinse_back", "operator: patient unwell") in trail
+    assert summary.final_state == "done"
+    assert summary.volumes.exchange_ml < 900
+
+
+async def test_an_illegal_operator_request_is_refused_and_kept() -> None:
+    refs: list[Any] = []
+
+    def operator(status: Status) -> None:
+        if status.phase == "exchange" and refs:
+            refs[0].request("resume", "operator")
+            refs.clear()
+
+    holder: list[Any] = []
+    opts = RunOptions(
+        on_status=operator, on_controller=lambda c: (refs.append(c), holder.append(c))
+    )
+    summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
+    assert summary.completed
+    assert holder[0].rejected == ["resume: cannot resume while exchange (allowed now: pause, stop)"]

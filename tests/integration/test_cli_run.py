@@ -1,0 +1,57 @@
+"""`alsctl run` as an operator types it: exit status, summary file, refusal of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+PE_SHORT = {
+    "name": "PE short",
+    "patient": {"weight_kg": 70, "hematocrit": 0.3},
+    "mode": "pe",
+    "blood_flow_ml_min": 120,
+    "exchange_volume_ml": 600,
+}
+
+
+def alsctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_run_completes_and_writes_the_summary(tmp_path: Path) -> None:
+    rx = tmp_path / "pe.yaml"
+    rx.write_text(yaml.safe_dump(PE_SHORT))
+    out = tmp_path / "out" / "summary.json"
+    done = alsctl("run", "--sim", "--plain", "--prescription", str(rx), "--summary-json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "final state: done (completed)" in done.stdout
+    assert "exchange -> rinse_back" in done.stdout
+    summary = json.loads(out.read_text())
+    assert summary["completed"] is True and summary["mode"] == "pe"
+    assert abs(summary["volumes"]["exchange_ml"] - 600) < 1
+
+
+def test_run_that_ends_in_alarm_exits_non_zero(tmp_path: Path) -> None:
+    rx = tmp_path / "pe.yaml"
+    rx.write_text(yaml.safe_dump(PE_SHORT))
+    done = alsctl(
+        "run", "--sim", "--plain", "--prescription", str(rx),
+        "--scenario", "config/scenarios/air_bubble.yaml",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "final state: alarm (NOT completed)" in done.stdout
+
+
+def test_a_bad_prescription_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    rx = tmp_path / "bad.yaml"
+    rx.write_text(yaml.safe_dump({**PE_SHORT, "blood_flow_ml_min": 400}))
+    done = alsctl("run", "--sim", "--prescription", str(rx))
+    assert done.returncode == 2
+    assert "blood_flow_ml_min: 400 -> " in done.stderr
+    assert "alsctl run:" not in done.stdout
