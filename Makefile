@@ -26,7 +26,8 @@ system-deps:
 demo: install
 	$(VENV)/bin/alsctl validate config/rigs/sim.yaml config/prescriptions/li_als.yaml
 	$(VENV)/bin/alsctl run --sim --plain --rig config/rigs/sim.yaml \
-	  --prescription config/prescriptions/li_als.yaml --summary-json out/demo-summary.json
+	  --prescription config/prescriptions/li_als.yaml --checklist config/checklists/clear.yaml \
+	  --summary-json out/demo-summary.json
 
 # pytest exits 5 when it collected no test: make treats that, like any non-zero exit, as failure.
 test: install system-deps lint

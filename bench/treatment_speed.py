@@ -18,7 +18,7 @@ import time
 
 from bench.sim_speed import bench_firmware
 from controller.config.loading import load_prescription, load_rig
-from controller.runner import run_treatment
+from controller.runner import CLEAR, RunOptions, run_treatment
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     rig, rx = load_rig(args.rig), load_prescription(args.prescription)
     start = time.perf_counter()
-    summary, _ = asyncio.run(run_treatment(rig, rx))
+    summary, _ = asyncio.run(run_treatment(rig, rx, RunOptions(gate=CLEAR)))
     wall = time.perf_counter() - start
     assert summary.completed, summary.error
     result = {

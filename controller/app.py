@@ -25,11 +25,14 @@ from controller.config.rig import (
     SENSOR_NAMES,
     RigConfig,
 )
-from controller.errors import AlsError, CommandRefused
+from controller.errors import AlsError, CommandRefused, LinkTimeout
 from controller.fsm import phases
 from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment
-from controller.hal.base import FirmwareLimits, Hal, Sample
-from controller.summary import AlarmOut, Summary, TransitionOut, VolumesOut
+from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
+from controller.safety import gate
+from controller.safety.alarms import AlarmEvent
+from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
+from controller.summary import AlarmOut, GateOut, Summary, TransitionOut, VolumesOut
 from controller.volumes import Volumes
 
 PROTOCOL_VERSION = 1
@@ -39,6 +42,8 @@ SELF_TEST_PUMP_S = 1.0
 ENCODER_TOLERANCE = 0.10
 #: A pressure reading further than this from zero at rest does not zero.
 ZERO_TOLERANCE_MMHG = 50.0
+#: Consecutive link-lost timeouts (300 ms each) after which the run gives up: 30 s.
+LINK_GIVE_UP = 100
 #: States during which volumes are accounted (from connection on).
 ACCOUNTED = frozenset(
     {"connecting", "exchange", "exchange_collect", "purification", "rinse_back", "paused", "alarm"}
@@ -83,6 +88,8 @@ class Controller:
         on_transition: Callable[[TransitionRecord], None] | None = None,
         max_rig_s: float | None = None,
         auto_start: bool = True,
+        gate_answers: gate.GateAnswers | None = None,
+        auto_resume_s: float | None = None,
     ) -> None:
         self.hal = hal
         self.rig = rig
@@ -104,6 +111,17 @@ class Controller:
         #: operator requests refused, with the reason (also for MQTT answers)
         self.rejected: list[str] = []
         self.traceback: str | None = None
+        self.safety = Interlocks(rig, prescription)
+        self.machine.alarm_clear = self.safety.clear_to_resume
+        self.gate_answers = gate_answers
+        self.gate_result: gate.GateResult | None = None
+        self.override_note: str | None = None
+        #: unattended runs (demo, benches): acknowledge and resume once clear this long
+        self.auto_resume_s = auto_resume_s
+        #: every alarm event and HAL event, in order, for the journal and MQTT
+        self.alarm_log: list[AlarmEvent] = []
+        self.hal_log: list[HalEvent] = []
+        self._clear_since_ms: int | None = None
 
     # -- operator -----------------------------------------------------------------------
     def request(self, trigger: str, cause: str = "operator") -> None:
@@ -128,10 +146,10 @@ class Controller:
             self.volumes.update(sample, phase)
         else:
             self.volumes.last_t_ms = sample.t_ms
-        self.hal.drain_events()
+        self.hal_log += self.hal.drain_events()
         await self.hal.heartbeat()
         if self.on_status is not None:
-            alarms = [a.cause for a in self._run.alarms] if phase == "alarm" else []
+            alarms = sorted(self.safety.alarms.active)
             self.on_status(Status(sample.t_ms, phase, self.volumes, alarms, sample))
         return sample
 
@@ -283,27 +301,50 @@ class Controller:
 
     async def _advance(self, phase: str, pr: phases.Progress) -> None:
         """Move on measured progress (SPEC 4), never on elapsed time alone."""
-        rx, m = self.rx, self.machine
+        rx = self.rx
         if phase == "connecting" and phases.connected(rx, pr):
-            await m.connected(cause="blood flow at prescription")
+            await self._fire("connected", "blood flow at prescription")
         elif phase == "exchange":
             if phases.exchange_done(rx, pr) and not rx.has_loop:
-                await m.exchange_complete(cause=f"exchanged {pr.exchanged_ml:.0f} mL")
+                await self._fire("exchange_complete", f"exchanged {pr.exchanged_ml:.0f} mL")
             elif phases.collection_due(rx, pr):
-                await m.collect(cause=f"{rx.exchange_ml - pr.exchanged_ml:.0f} mL to exchange")
+                await self._fire(
+                    "collect", f"{rx.exchange_ml - pr.exchanged_ml:.0f} mL to exchange"
+                )
         elif phase == "exchange_collect" and phases.exchange_done(rx, pr):
-            await m.exchange_complete(cause=f"exchanged {pr.exchanged_ml:.0f} mL")
+            await self._fire("exchange_complete", f"exchanged {pr.exchanged_ml:.0f} mL")
         elif phase == "purification" and phases.purification_done(rx, pr):
-            await m.purification_complete(
-                cause=f"processed {pr.processed_ml:.0f} mL in {pr.purification_s / 60:.0f} min"
+            await self._fire(
+                "purification_complete",
+                f"processed {pr.processed_ml:.0f} mL in {pr.purification_s / 60:.0f} min",
             )
         elif phase == "rinse_back" and phases.rinse_back_done(pr):
-            await m.rinsed(cause=f"{pr.blood_rinsed_ml:.0f} mL rinsed back")
+            await self._fire("rinsed", f"{pr.blood_rinsed_ml:.0f} mL rinsed back")
+
+    async def _fire(self, trigger: str, cause: str) -> None:
+        """A transition the phases call for must happen; the machine refusing it is a bug,
+        and a bug ends in the safe state (`fault`), never in a treatment that runs on."""
+        if not await getattr(self.machine, trigger)(cause=cause):
+            raise StepFailed(f"the machine refused {trigger} in {self.machine.phase} ({cause})")
 
     async def _apply_requests(self) -> None:
+        t = self.sample.t_ms if self.sample is not None else 0
         while not self._requests.empty():
             trigger, cause = self._requests.get_nowait()
             try:
+                if trigger == "acknowledge":
+                    self.safety.alarms.acknowledge(t)
+                    continue
+                if trigger == "pause_audio":
+                    self.safety.alarms.pause_audio(t)
+                    continue
+                resuming = trigger == "resume" and self.machine.phase == "alarm"
+                if resuming and not self.safety.clear_to_resume():
+                    raise IllegalRequest(
+                        "cannot resume: "
+                        + (", ".join(self.safety.alarms.conditions_present()) or "")
+                        + " (conditions present or alarms not acknowledged)"
+                    )
                 if trigger in ("resume", "stop") and self.sample is not None and self.sample.safe:
                     await self._arm_for(trigger)
                 await self.machine.request(trigger, cause)
@@ -317,28 +358,125 @@ class Controller:
             raise IllegalRequest(f"cannot {trigger}: firmware refuses to arm ({exc.code})") from exc
         self._sent.clear()
 
+    def _evaluate_safety(self, sample: Sample) -> Verdict:
+        """Interlocks first, every cycle (ARCHITECTURE: safety before the state machine)."""
+        v = self.volumes
+        treating = self.machine.phase in ACCOUNTED
+        verdict = self.safety.evaluate(
+            sample, v.fluid_balance_ml, v.pumped_ml["heparin"], treating=treating
+        )
+        unexplained = sample.safe and sample.safe_reason in (SafeReason.HEARTBEAT, SafeReason.BOOT)
+        for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT):
+            self.safety.firmware_safe(
+                sample.t_ms, reason, unexplained and sample.safe_reason is reason
+            )
+        self._log_alarms()
+        return verdict
+
+    def _log_alarms(self) -> None:
+        events = self.safety.alarms.drain()
+        self.alarm_log += events
+        for e in events:
+            if e.kind == "raised":
+                self._run.alarms.append(AlarmOut(t_s=e.t_ms / 1000.0, cause=e.alarm))
+
+    async def _auto_resume(self, sample: Sample) -> None:
+        if self.auto_resume_s is None or self.machine.phase != "alarm":
+            self._clear_since_ms = None
+            return
+        if self.safety.alarms.conditions_present():
+            self._clear_since_ms = None
+            return
+        if self._clear_since_ms is None:
+            self._clear_since_ms = sample.t_ms
+        elif sample.t_ms - self._clear_since_ms >= self.auto_resume_s * 1000:
+            self.request("acknowledge", "auto: conditions gone")
+            self.request("resume", "auto: conditions gone")
+            self._clear_since_ms = None
+
+    async def _next_or_link_lost(self) -> Sample | None:
+        try:
+            sample = await self._cycle()
+        except LinkTimeout as exc:
+            self._link_timeouts += 1
+            t = self.sample.t_ms if self.sample is not None else 0
+            self.safety.link_lost(t, True)
+            self._log_alarms()
+            if self.machine.phase not in ("alarm", "fault", "done"):
+                await self.machine.alarm(cause=f"link lost: {exc}")
+            if self._link_timeouts >= LINK_GIVE_UP:
+                raise
+            return None
+        if self._link_timeouts:
+            self._link_timeouts = 0
+            self.safety.link_lost(sample.t_ms, False)
+            self._sent.clear()
+        return sample
+
     async def _treat(self) -> None:
         m = self.machine
+        self._link_timeouts = 0
         while m.phase != "done":
-            sample = await self._cycle()
+            sample = await self._next_or_link_lost()
+            if sample is None:
+                continue
+            verdict = self._evaluate_safety(sample)
             await self._apply_requests()
+            await self._auto_resume(sample)
             phase = m.phase
-            if sample.safe and phase not in ("alarm", "fault", "done"):
-                self._run.alarms.append(
-                    AlarmOut(t_s=sample.t_s, cause=f"firmware safe: {sample.safe_reason}")
-                )
-                await m.alarm(cause=f"firmware safe state: {sample.safe_reason}")
+            if verdict.acting and phase not in ("alarm", "fault", "done"):
+                await m.alarm(cause=", ".join(sorted(verdict.acting)))
+                phase = m.phase
+            if verdict.safe_state and not sample.safe:
+                await self.hal.enter_safe()
+                self._sent.clear()
+            elif sample.safe and phase not in ("alarm", "fault", "done"):
+                hazard = REASON_HAZARD.get(sample.safe_reason, "firmware_safe")
+                await m.alarm(cause=f"firmware safe state: {sample.safe_reason} ({hazard})")
                 self._sent.clear()
                 continue
-            pr = self._progress(sample)
-            sp = self._setpoints(phase, pr)
-            if sp is not None:
-                await self._command(sp)
-            await self._advance(phase, pr)
+            if sample.safe or verdict.safe_state:
+                self._sent.clear()  # nothing can be commanded; everything is resent on resume
+            else:
+                acting_phase = phase
+                if phase == "alarm" and m.interrupted is not None:
+                    acting_phase = m.interrupted.rsplit(".", 1)[-1]
+                pr = self._progress(sample)
+                sp = self._setpoints(acting_phase, pr)
+                if sp is not None:
+                    sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
+                    await self._command(sp)
+                if phase != "alarm":
+                    await self._advance(phase, pr)
             if sample.t_ms > self.max_rig_ms:
                 if m.phase == "alarm":
                     break  # an unattended alarm ends the run where it stands
                 raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
+
+    async def _gate(self) -> bool:
+        """The pre-start gate at `ready`; False (and the run ends) when refused."""
+        sample = await self._cycle()
+        reading = sample.sensors["map"]
+        result = gate.evaluate(
+            self.rx,
+            self.gate_answers,
+            reading.value if reading.valid else None,
+            self.rig.alarms.map_low_mmhg,
+        )
+        self.gate_result = result
+        if not result.allowed:
+            await self.machine.end(cause="start refused: " + "; ".join(result.reasons))
+            return False
+        if result.override is not None:
+            self.rx = result.prescription
+            self.safety.rx = result.prescription
+            self.machine.mode = result.prescription.mode
+            o = result.override
+            self.override_note = (
+                f"override by {o.clinician} ({o.reason}); consent confirmed; "
+                f"mode {self.rx.mode}, blood {self.rx.blood_flow_ml_min:g} mL/min"
+            )
+        return True
 
     async def run(self) -> Summary:
         """Self-test, priming, then the treatment; always returns a summary."""
@@ -349,9 +487,14 @@ class Controller:
             await m.self_test_passed(cause="every part answered")
             await self.prime()
             await m.primed(cause="prime volume reached, no air")
-            if self.auto_start:
-                await m.start(cause="unattended start")
-            await self._treat()
+            if await self._gate() and self.auto_start:
+                await m.start(
+                    cause="gate passed"
+                    if self.gate_result and not self.gate_result.override
+                    else getattr(self, "override_note", "gate passed")
+                )
+                self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
+                await self._treat()
             await self._stop_all()
         except Exception as exc:  # the loop must end safe whatever happened
             self._run.error = "".join(traceback.format_exception_only(exc)).strip()
@@ -410,5 +553,6 @@ class Controller:
                 )
                 for t in self.machine.history
             ],
+            pre_start=GateOut(**self.gate_result.as_event()) if self.gate_result else None,
             error=self._run.error,
         )

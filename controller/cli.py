@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from controller import sizing
 from controller.config import (
     MODELS,
@@ -22,7 +24,10 @@ from controller.config import (
     load_rig,
     load_scenario,
 )
+from controller.config.checklist import GateAnswers
+from controller.config.loading import issues_from
 from controller.errors import AlsError, ConfigError
+from controller.safety.gate import QUESTIONS
 from controller.summary import Summary
 
 SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
@@ -116,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rig = load_rig(args.rig)
     rx = load_prescription(args.prescription)
     scenario = load_scenario(args.scenario) if args.scenario else None
+    answers = _gate_answers(args.checklist)
     backend = "serial" if args.port else "sim"
     if args.port:
         rig = rig.model_copy(update={"backend": "serial"})
@@ -128,15 +134,53 @@ def cmd_run(args: argparse.Namespace) -> int:
         speed=args.speed,
         on_status=progress.status,
         on_transition=progress.transition,
+        gate=answers,
+        auto_resume_s=args.auto_resume,
     )
     with progress:
         summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+    if summary.pre_start is not None and not summary.pre_start.allowed:
+        print("start refused: " + "; ".join(summary.pre_start.reasons))
     print("\n".join(progress.summary_lines(summary)))
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(summary.model_dump_json(indent=2) + "\n")
         print(f"summary: {args.summary_json}")
     return 0 if summary.completed else 1
+
+
+def _gate_answers(path: str | None) -> GateAnswers | None:
+    """From --checklist FILE, or asked at the terminal; None when neither is possible."""
+    from controller.config.loading import read_yaml
+
+    if path is not None:
+        try:
+            return GateAnswers.model_validate(read_yaml(Path(path)))
+        except ValidationError as exc:
+            raise ConfigError(path, issues_from(GateAnswers, exc)) from None
+    if not sys.stdin.isatty():
+        return None  # the gate refuses: unattended runs must bring their checklist
+    print("Pre-start checklist (consensus section 5); answer y or n.")
+    answers = {name: _ask_yes(question) for name, question in QUESTIONS.items()}
+    override = None
+    if any(answers.values()) and _ask_yes("Override with informed consent?"):
+        override = {
+            "clinician": input("  clinician name: ").strip(),
+            "reason": input("  reason: ").strip(),
+            "consent_confirmed": _ask_yes("  informed consent confirmed?"),
+            "mode": input("  mode (pe or adsorption) [pe]: ").strip() or "pe",
+        }
+    try:
+        return GateAnswers.model_validate({"checklist": answers, "override": override})
+    except ValidationError as exc:
+        raise ConfigError("checklist", issues_from(GateAnswers, exc)) from None
+
+
+def _ask_yes(question: str) -> bool:
+    while True:
+        answer = input(f"  {question} [y/n] ").strip().lower()
+        if answer in ("y", "yes", "n", "no"):
+            return answer.startswith("y")
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -203,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_speed, default=None, help="simulation: N x real time or max (default)"
     )
     p.add_argument("--summary-json", metavar="FILE", help="write the summary as JSON")
+    p.add_argument(
+        "--checklist",
+        metavar="FILE",
+        help="pre-start checklist (and override) for unattended runs; asked on a terminal",
+    )
+    p.add_argument(
+        "--auto-resume",
+        type=float,
+        metavar="S",
+        help="unattended: acknowledge and resume an alarm S seconds after its conditions clear",
+    )
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     p.set_defaults(func=cmd_run)
 

@@ -18,7 +18,17 @@ from controller.errors import HalError
 from controller.fsm.machine import TransitionRecord
 from controller.hal import open_hal
 from controller.hal.base import Hal
+from controller.safety.gate import Checklist, GateAnswers
 from controller.summary import SoluteOut, Summary
+
+#: The checklist with every answer "no": for simulated runs and tests that are not about it.
+CLEAR = GateAnswers(
+    checklist=Checklist(
+        severe_active_bleeding=False,
+        uncontrolled_map_below_65=False,
+        severe_allergy_with_shock=False,
+    )
+)
 
 
 @dataclass(slots=True)
@@ -33,6 +43,10 @@ class RunOptions:
     max_rig_s: float | None = None
     #: called with the controller before it runs (an operator console, MQTT, a test)
     on_controller: Callable[[Controller], None] | None = None
+    #: the pre-start checklist (and any override); None = not answered: start refused
+    gate: GateAnswers | None = None
+    #: unattended: acknowledge and resume an alarm once its conditions are gone this long
+    auto_resume_s: float | None = None
 
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
@@ -66,6 +80,8 @@ async def run_treatment(
         on_status=opts.on_status,
         on_transition=transition,
         max_rig_s=opts.max_rig_s,
+        gate_answers=opts.gate,
+        auto_resume_s=opts.auto_resume_s,
     )
     if opts.on_controller is not None:
         opts.on_controller(controller)

@@ -50,6 +50,16 @@ class SoluteOut(_Model):
     removal: float = Field(description="1 - end/start")
 
 
+class GateOut(_Model):
+    allowed: bool
+    reasons: list[str] = Field(description="checklist answers and readings against starting")
+    override: dict[str, str | bool] | None = Field(
+        None, description="clinician, reason, consent, mode of an informed-consent override"
+    )
+    mode: str = Field(description="the mode treated (restricted by an override)")
+    blood_flow_ml_min: float
+
+
 class Summary(_Model):
     rig_id: str
     backend: str
@@ -69,4 +79,5 @@ class Summary(_Model):
     truth_ml: dict[str, float] | None = Field(
         None, description="simulation only: what each pump really moved since connection"
     )
+    pre_start: GateOut | None = Field(None, description="the pre-start gate, once it ran")
     error: str | None = Field(None, description="why the run ended in `fault`, if it did")

@@ -97,6 +97,11 @@ def _scale_drift(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
     return stop
 
 
+def _needle_out(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    ph.needle_out_mmhg = params.drop_mmhg
+    return lambda: setattr(ph, "needle_out_mmhg", 0.0)
+
+
 def _hypotension(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
     ph.hypotension_mmhg += params.drop_mmhg
 
@@ -149,6 +154,7 @@ def _mcu_reset(fw: Firmware, ph: Physics, params: Any) -> None:
 ACTIONS: dict[str, Action] = {
     "air_bubble": _flag("air_return"),
     "return_disconnection": _flag("return_disconnected"),
+    "needle_dislodgement": _needle_out,
     "return_occlusion": _severity("return_occlusion"),
     "access_occlusion": _severity("access_occlusion"),
     "separator_fouling": _fouling("separator_fouling_rate"),

@@ -323,7 +323,7 @@ class Firmware:
             return p.pressure_sample(name)
         if name in SCALE_NAMES:
             return p.scale_g(name)
-        return p.plasma_temp_c if name == "plasma_temp" else p.map_mmhg
+        return p.temp_sample() if name == "plasma_temp" else p.map_sample()
 
     def _encoders(self) -> tuple[float, ...]:
         """Flows from encoder counts since the last sample (mL/min; heparin mL/h).

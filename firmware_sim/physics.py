@@ -161,6 +161,7 @@ class Physics:
         "hypotension_mmhg",
         "inner_amount",
         "map_mmhg",
+        "needle_out_mmhg",
         "outer_amount",
         "outside_ml",
         "params",
@@ -223,6 +224,8 @@ class Physics:
         self.air_return = False
         self.blood_leak = False
         self.return_disconnected = False
+        #: return needle out of the vein: blood lost, return pressure only this much lower
+        self.needle_out_mmhg = 0.0
         self.return_occlusion = 0.0
         self.access_occlusion = 0.0
         self.separator_fouling_mmhg = 0.0
@@ -313,7 +316,7 @@ class Physics:
         # the patient loses plasma, gets replacement, return and heparin back
         into_patient = vr + vret + vh
         v["patient"] -= vp
-        if self.return_disconnected:
+        if self.return_disconnected or self.needle_out_mmhg > 0.0:
             v["spill"] += into_patient
             v["patient"] -= qb * k - vp  # blood cells and plasma leave through the open line
             v["spill"] += qb * k - vp
@@ -371,7 +374,7 @@ class Physics:
         """Move solute amounts with the volumes, at the concentrations the step began with."""
         pv_before, outer_before, inner_before = before
         collect = self.valve_collect
-        lost = self.return_disconnected
+        lost = self.return_disconnected or self.needle_out_mmhg > 0.0
         for j in range(len(self.patient_amount)):
             mp = self.patient_amount[j]
             cp = mp / pv_before if pv_before > 0.0 else 0.0
@@ -432,6 +435,7 @@ class Physics:
         else:
             ret = 15.0 + 0.5 * qret
             ret += self.return_occlusion * (450.0 - ret)
+            ret -= self.needle_out_mmhg
         fraction = f[PLASMA] / qb if qb > 0.0 else 0.0
         tmp = (8.0 + 80.0 * fraction) * (qb > 0.0) + self.separator_fouling_mmhg
         pre_sep = ret + 0.35 * qb
@@ -459,6 +463,13 @@ class Physics:
 
     def pressure_sample(self, name: str) -> float:
         return self.pressures[PRESSURE_INDEX[name]] + self._rng.gauss(0.0, PRESSURE_NOISE_MMHG)
+
+    def map_sample(self) -> float:
+        """The patient monitor's MAP, with its own small noise."""
+        return self.map_mmhg + self._rng.gauss(0.0, 0.3)
+
+    def temp_sample(self) -> float:
+        return self.plasma_temp_c + self._rng.gauss(0.0, 0.02)
 
     def measured_flow(self, name: str) -> float:
         """The rotor's speed now (mL/min; heparin mL/h), as its encoder would show it."""

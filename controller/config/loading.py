@@ -17,16 +17,18 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from controller.config._fields import RuleViolation, RuleViolations
+from controller.config.checklist import GateAnswers
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import ConfigError, ConfigIssue
 
-Kind = Literal["rig", "prescription", "scenario"]
+Kind = Literal["rig", "prescription", "scenario", "checklist"]
 MODELS: dict[str, type[BaseModel]] = {
     "rig": RigConfig,
     "prescription": Prescription,
     "scenario": Scenario,
+    "checklist": GateAnswers,
 }
 M = TypeVar("M", bound=BaseModel)
 
@@ -166,6 +168,8 @@ def detect_kind(data: Any) -> Kind | None:
         return "prescription"
     if "events" in data:
         return "scenario"
+    if "checklist" in data:
+        return "checklist"
     if set(data) & {"backend", "rig_id", "pumps", "alarms", "serial", "sensors", "sim"}:
         return "rig"
     return None

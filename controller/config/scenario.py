@@ -54,6 +54,10 @@ class SensorStuck(Strict):
     sensor: SensorName
 
 
+class NeedleOut(Strict):
+    drop_mmhg: float = bounded(25.0, 5, 60, "mmHg", "fall of the return pressure")
+
+
 class PlasmaTemp(Strict):
     offset_c: float = bounded(4.0, 0.5, 10, "degC", "warmer error, cold or hot")
 
@@ -66,6 +70,7 @@ class Fouling(Strict):
 FAULTS: dict[str, type[Strict]] = {
     "air_bubble": NoParams,
     "return_disconnection": NoParams,
+    "needle_dislodgement": NeedleOut,
     "return_occlusion": Severity,
     "access_occlusion": Severity,
     "separator_fouling": Fouling,

@@ -28,7 +28,10 @@ def test_run_completes_and_writes_the_summary(tmp_path: Path) -> None:
     rx = tmp_path / "pe.yaml"
     rx.write_text(yaml.safe_dump(PE_SHORT))
     out = tmp_path / "out" / "summary.json"
-    done = alsctl("run", "--sim", "--plain", "--prescription", str(rx), "--summary-json", str(out))
+    done = alsctl(
+        "run", "--sim", "--plain", "--prescription", str(rx), "--summary-json", str(out),
+        "--checklist", "config/checklists/clear.yaml",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "final state: done (completed)" in done.stdout
     assert "exchange -> rinse_back" in done.stdout
@@ -43,6 +46,7 @@ def test_run_that_ends_in_alarm_exits_non_zero(tmp_path: Path) -> None:
     done = alsctl(
         "run", "--sim", "--plain", "--prescription", str(rx),
         "--scenario", "config/scenarios/air_bubble.yaml",
+        "--checklist", "config/checklists/clear.yaml",
     )  # fmt: skip
     assert done.returncode == 1
     assert "final state: alarm (NOT completed)" in done.stdout
@@ -55,3 +59,11 @@ def test_a_bad_prescription_is_refused_before_anything_runs(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "blood_flow_ml_min: 400 -> " in done.stderr
     assert "alsctl run:" not in done.stdout
+
+
+def test_without_a_checklist_an_unattended_run_is_refused(tmp_path: Path) -> None:
+    rx = tmp_path / "pe.yaml"
+    rx.write_text(yaml.safe_dump(PE_SHORT))
+    done = alsctl("run", "--sim", "--plain", "--prescription", str(rx))
+    assert done.returncode == 1
+    assert "start refused: pre-start checklist not answered" in done.stdout

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from controller.config.loading import load_rig
-from controller.runner import RunOptions, run_treatment
+from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process
 
@@ -37,9 +37,11 @@ async def test_a_short_treatment_over_serial_matches_the_simulated_one(
     # the longest watchdog the rig allows: 1 s of rig time is 25 ms of wall time at 40x
     rig = load_rig("config/rigs/sim.yaml").model_copy(update={"heartbeat_timeout_ms": 1000})
     p = rx(mode, **SHORT_SERIAL[mode])
-    reference, _ = await run_treatment(rig, p)
+    reference, _ = await run_treatment(rig, p, RunOptions(gate=CLEAR))
     with firmware_sim_process(tmp_path, rig, p, speed=SPEED) as port:
-        summary, _ = await run_treatment(rig, p, RunOptions(backend="serial", port=port))
+        summary, _ = await run_treatment(
+            rig, p, RunOptions(gate=CLEAR, backend="serial", port=port)
+        )
     assert summary.backend == "serial"
     assert summary.completed, (summary.final_state, summary.error, summary.alarms)
     assert [t.dest for t in summary.transitions] == [t.dest for t in reference.transitions]

@@ -11,7 +11,7 @@ from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
 from controller.config.scenario import Scenario
 from controller.fsm import phases
-from controller.runner import RunOptions, run_treatment
+from controller.runner import CLEAR, RunOptions, run_treatment
 
 RIG = load_rig("config/rigs/sim.yaml")
 
@@ -37,7 +37,7 @@ SHORT = {
 @pytest.mark.parametrize("mode", sorted(SHORT))
 async def test_every_mode_runs_its_own_sequence_to_done(mode: str) -> None:
     p = rx(mode, **SHORT[mode])
-    summary, _ = await run_treatment(RIG, p)
+    summary, _ = await run_treatment(RIG, p, RunOptions(gate=CLEAR))
     assert summary.completed, summary.error
     dests = [t.dest for t in summary.transitions]
     after = dests[dests.index("connecting") + 1 :]
@@ -51,7 +51,8 @@ async def test_every_mode_runs_its_own_sequence_to_done(mode: str) -> None:
 
 
 async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() -> None:
-    summary, _ = await run_treatment(RIG, load_prescription("config/prescriptions/li_als.yaml"))
+    li_als = load_prescription("config/prescriptions/li_als.yaml")
+    summary, _ = await run_treatment(RIG, li_als, RunOptions(gate=CLEAR))
     assert summary.completed
     assert summary.phases_s["purification"] == pytest.approx(240 * 60, abs=1)
     v, truth = summary.volumes, summary.truth_ml
@@ -73,9 +74,8 @@ async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() ->
 
 
 async def test_pe_of_one_and_a_half_plasma_volumes_removes_about_78_percent_of_bilirubin() -> None:
-    summary, _ = await run_treatment(
-        RIG, rx("pe", exchange_volume_pv=1.5, replacement={"bag_volume_ml": 5000})
-    )
+    p = rx("pe", exchange_volume_pv=1.5, replacement={"bag_volume_ml": 5000})
+    summary, _ = await run_treatment(RIG, p, RunOptions(gate=CLEAR))
     assert summary.completed and summary.solutes is not None
     assert summary.solutes["bilirubin"].removal == pytest.approx(0.78, abs=0.05)
 
@@ -97,7 +97,7 @@ async def test_pause_keeps_blood_at_minimum_and_resume_returns_to_the_phase() ->
                 c.request("resume", "operator: done")
 
     p = rx("pe", **SHORT["pe"])
-    opts = RunOptions(on_status=operator, on_controller=controller_ref.append)
+    opts = RunOptions(gate=CLEAR, on_status=operator, on_controller=controller_ref.append)
     summary, _ = await run_treatment(RIG, p, opts)
     assert summary.completed
     trail = [(t.source, t.dest) for t in summary.transitions]
@@ -114,10 +114,10 @@ AIR = Scenario.model_validate(
 
 async def test_air_puts_the_treatment_in_alarm_and_an_unattended_run_ends_there() -> None:
     summary, controller = await run_treatment(
-        RIG, rx("pe", **SHORT["pe"]), RunOptions(scenario=AIR, max_rig_s=1500)
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(gate=CLEAR, scenario=AIR, max_rig_s=1500)
     )
     assert summary.final_state == "alarm" and not summary.completed
-    assert [a.cause for a in summary.alarms] == ["firmware safe: air"]
+    assert [a.cause for a in summary.alarms] == ["air_return"]
     assert summary.alarms[0].t_s == pytest.approx(900.0, abs=0.2)
     assert summary.time_in_safe_s > 500
     assert controller.hal.firmware.safe  # type: ignore[attr-defined]
@@ -129,7 +129,7 @@ async def test_an_exception_in_the_loop_ends_safe_in_fault() -> None:
             raise RuntimeError("display crashed")
 
     summary, controller = await run_treatment(
-        RIG, rx("pe", **SHORT["pe"]), RunOptions(on_status=explode)
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(gate=CLEAR, on_status=explode)
     )
     assert summary.final_state == "fault" and not summary.completed
     assert summary.error == "RuntimeError: display crashed"
@@ -157,7 +157,9 @@ async def test_self_test_and_priming_failures_name_the_part(
     fault: str, params: dict[str, Any], at_s: float, message: str
 ) -> None:
     summary, controller = await run_treatment(
-        RIG, rx("pe", **SHORT["pe"]), RunOptions(scenario=failing_scenario(fault, at_s, **params))
+        RIG,
+        rx("pe", **SHORT["pe"]),
+        RunOptions(gate=CLEAR, scenario=failing_scenario(fault, at_s, **params)),
     )
     assert summary.final_state == "fault" and not summary.completed
     assert summary.error is not None and message in summary.error
@@ -171,7 +173,7 @@ async def test_stop_goes_to_rinse_back_and_ends_done() -> None:
             refs.clear()
 
     refs: list[Any] = []
-    opts = RunOptions(on_status=operator, on_controller=refs.append)
+    opts = RunOptions(gate=CLEAR, on_status=operator, on_controller=refs.append)
     summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
     trail = [(t.source, t.dest, t.cause) for t in summary.transitions]
     assert ("exchange", "rinse_back", "operator: patient unwell") in trail
@@ -189,7 +191,7 @@ async def test_an_illegal_operator_request_is_refused_and_kept() -> None:
 
     holder: list[Any] = []
     opts = RunOptions(
-        on_status=operator, on_controller=lambda c: (refs.append(c), holder.append(c))
+        gate=CLEAR, on_status=operator, on_controller=lambda c: (refs.append(c), holder.append(c))
     )
     summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
     assert summary.completed

@@ -6,12 +6,18 @@ import pytest
 
 from controller.cli import main
 from controller.config import Prescription, RigConfig, Scenario, load
+from controller.config.checklist import GateAnswers
 from controller.config.loading import validate
 from controller.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "config").glob("*/*.yaml"))
-KIND_OF_FOLDER = {"rigs": RigConfig, "prescriptions": Prescription, "scenarios": Scenario}
+KIND_OF_FOLDER = {
+    "rigs": RigConfig,
+    "prescriptions": Prescription,
+    "scenarios": Scenario,
+    "checklists": GateAnswers,
+}
 
 
 def test_every_mode_has_a_prescription() -> None:
@@ -191,6 +197,7 @@ def test_schema_command_writes_every_model(
     assert main(["schema", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
+        "checklist.schema.json",
         "prescription.schema.json",
         "rig.schema.json",
         "scenario.schema.json",

@@ -19,6 +19,10 @@ RATES = {"blood": 120.0, "plasma": 30.0, "loop": 200.0, "filtrate": 20.0, "retur
 EFFECTS: dict[str, tuple[dict[str, Any], Any]] = {
     "air_bubble": ({}, lambda fw, ph: ph.air_return),
     "return_disconnection": ({}, lambda fw, ph: ph.pressure("return") < 10),
+    "needle_dislodgement": (
+        {"drop_mmhg": 25},
+        lambda fw, ph: 10 < ph.pressure("return") < 90 - 20,
+    ),
     "return_occlusion": ({"severity": 1.0}, lambda fw, ph: ph.pressure("return") > 300),
     "access_occlusion": ({"severity": 1.0}, lambda fw, ph: ph.pressure("access") < -250),
     "separator_fouling": ({"mmhg_per_min": 60}, lambda fw, ph: ph.separator_fouling_mmhg > 5),

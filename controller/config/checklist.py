@@ -1,0 +1,38 @@
+"""The pre-start checklist and the informed-consent override (SPEC 5.3), as config models.
+
+`alsctl run --checklist FILE` reads a `GateAnswers`; `controller.safety.gate` judges it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from controller.config._fields import Strict
+
+
+class Checklist(Strict):
+    severe_active_bleeding: bool = Field(description="severe active bleeding?")
+    uncontrolled_map_below_65: bool = Field(
+        description="MAP below 65 mmHg that cannot be controlled?"
+    )
+    severe_allergy_with_shock: bool = Field(
+        description="severe allergy to consumables or blood products with uncorrected shock?"
+    )
+
+
+class Override(Strict):
+    """Informed-consent override; every field is required and consent must be confirmed."""
+
+    clinician: str = Field(min_length=2, max_length=80)
+    reason: str = Field(min_length=5, max_length=400)
+    consent_confirmed: Literal[True]
+    mode: Literal["pe", "adsorption"] = "pe"
+
+
+class GateAnswers(Strict):
+    """What `alsctl run --checklist FILE` reads."""
+
+    checklist: Checklist
+    override: Override | None = None

@@ -1,0 +1,425 @@
+"""Interlocks: every hazard of SPEC 5.2 evaluated on every sample, before the state machine.
+
+`Interlocks.evaluate` turns one sample into alarm-manager updates and a `Verdict`: whether the
+rig must be in its safe state, which pumps must stop, which are capped. The controller
+applies the verdict over whatever the phase asked for (safety overrides, never the reverse)
+and moves the machine to `alarm` while a hazard that acts is active.
+
+A sensor the firmware does not vouch for (missing, out of range) or that is stuck is treated
+as the worst reading of its hazard: a blood-side pressure puts the rig in its safe state, a
+loop pressure stops the loop, the MAP is taken as hypotension, the plasma temperature as too
+hot, a scale as its bag being unusable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from controller.config.prescription import Prescription
+from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, RigConfig
+from controller.hal.base import SafeReason, Sample
+from controller.safety.alarms import AlarmManager, Priority
+from controller.safety.hazards import Hazard, Response, hazard_table
+
+BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
+LOOP_SIDE = ("pre_filter", "filtrate", "pre_adsorber", "post_adsorber")
+#: Sensors that must move while blood flows: noise alone changes them every sample.
+STUCK_WATCHED = (*PRESSURE_NAMES, "map", "plasma_temp")
+#: What must stop with a pump (SPEC 5.2 "stop that pump and the ones that depend on it").
+DEPENDENTS: dict[str, tuple[str, ...]] = {
+    "blood": PUMP_NAMES,
+    "plasma": ("plasma", "replacement", "return"),
+    "replacement": ("replacement", "plasma"),
+    "loop": ("loop", "filtrate", "substitution"),
+    "filtrate": ("filtrate", "substitution"),
+    "substitution": ("substitution", "filtrate"),
+    "return": ("return", "plasma"),
+    "heparin": ("heparin",),
+}
+PLASMA_SIDE = ("plasma", "replacement", "loop", "filtrate", "substitution", "return")
+#: Pumps drawing from or filling each bag, paused when it is empty or full.
+BAG_PUMPS: dict[str, tuple[str, ...]] = {
+    "replacement_bag": ("replacement", "plasma"),
+    "substitution_bag": ("substitution", "filtrate"),
+    "waste_bag": ("plasma", "filtrate", "replacement"),
+    "outer_chamber": ("plasma", "replacement"),
+    "inner_chamber": ("plasma", "replacement"),
+}
+REDUCE_FACTOR = 0.5
+CLOT_STOP_S = 30.0
+REASON_HAZARD = {
+    SafeReason.AIR: "air_return",
+    SafeReason.RETURN_LOW: "return_low",
+    SafeReason.RETURN_HIGH: "return_high",
+    SafeReason.ACCESS_LOW: "access_low",
+    SafeReason.BLOOD_LEAK: "blood_leak",
+}
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What safety demands this cycle, applied over the phase's setpoints."""
+
+    safe_state: bool = False
+    stop: set[str] = field(default_factory=set)
+    caps: dict[str, float] = field(default_factory=dict)
+    #: alarms (ids) whose response acts on the rig: the machine belongs in `alarm`
+    acting: list[str] = field(default_factory=list)
+
+    def cap(self, pump: str, rate: float) -> None:
+        self.caps[pump] = min(rate, self.caps.get(pump, math.inf))
+
+    def apply(self, pumps: dict[str, float]) -> dict[str, float]:
+        out = dict(pumps)
+        for name in self.stop:
+            out[name] = 0.0
+        for name, top in self.caps.items():
+            out[name] = min(out[name], top)
+        return out
+
+
+class Interlocks:
+    def __init__(self, rig: RigConfig, prescription: Prescription) -> None:
+        self.rig = rig
+        self.rx = prescription
+        self.lim = rig.alarms
+        self.table: dict[str, Hazard] = {h.id: h for h in hazard_table(self.lim, rig.link_lost_ms)}
+        self.alarms = AlarmManager()
+        self._scale_base: dict[str, float] | None = None
+        self._return_center: float | None = None
+        self._recenter_ms: int | None = 0
+        self._flows: tuple[float, ...] = ()
+        self._last_value: dict[str, float] = {}
+        self._unchanged_ms: dict[str, int] = {}
+        self._since: dict[str, int] = {}
+        self.balance_error_ml = 0.0
+
+    # -- helpers ------------------------------------------------------------------------
+    def hazard_of(self, alarm_id: str) -> Hazard:
+        return self.table[alarm_id.split(":", 1)[0]]
+
+    def _update(self, t: int, alarm_id: str, present: bool, detail: str = "", **kw: object) -> bool:
+        h = self.hazard_of(alarm_id)
+        params = {
+            "priority": h.priority,
+            "delay_ms": int(h.delay_s * 1000),
+            "clear_ms": int(h.clear_s * 1000),
+            "latched": h.latched,
+            **kw,
+        }
+        return self.alarms.update(t, alarm_id, present, detail=detail, **params) is not None  # type: ignore[arg-type]
+
+    def _held(self, key: str, present: bool, t: int) -> float:
+        """Seconds `key` has been continuously present (0 when not)."""
+        if not present:
+            self._since.pop(key, None)
+            return 0.0
+        return (t - self._since.setdefault(key, t)) / 1000.0
+
+    def start_accounting(self, sample: Sample) -> None:
+        """The scale levels at connection: the fluid balance by scales starts from them."""
+        self._scale_base = {n: sample.sensors[n].value for n in SCALE_NAMES}
+
+    def scale_balance_ml(self, sample: Sample, heparin_ml: float) -> float:
+        """Into the patient by the scales: what left the bags and did not land in another."""
+        if self._scale_base is None:
+            return 0.0
+        d = {n: sample.sensors[n].value - self._scale_base[n] for n in SCALE_NAMES}
+        return (
+            -d["replacement_bag"]
+            - d["substitution_bag"]
+            - d["waste_bag"]
+            - d["outer_chamber"]
+            - d["inner_chamber"]
+            + heparin_ml
+        )
+
+    # -- the evaluation -----------------------------------------------------------------
+    def evaluate(
+        self,
+        sample: Sample,
+        encoder_balance_ml: float,
+        heparin_ml: float,
+        treating: bool,
+    ) -> Verdict:
+        t = sample.t_ms
+        lim = self.lim
+        s = sample.sensors
+        pumps = sample.pumps
+        blood_flowing = pumps["blood"].commanded >= lim.minimum_blood_flow_ml_min * 0.4
+        reason_hazard = REASON_HAZARD.get(sample.safe_reason) if sample.safe else None
+
+        def val(name: str) -> float:
+            return s[name].value
+
+        # sensors first: an invalid reading is not compared with any limit
+        bad = self._sensor_faults(sample, blood_flowing)
+        for name in STUCK_WATCHED + SCALE_NAMES:
+            self._update(t, f"sensor_fault:{name}", name in bad, detail=bad.get(name, ""))
+
+        self._update(
+            t,
+            "air_return",
+            sample.detectors["air_return"] or reason_hazard == "air_return",
+            "air detected in the return line",
+        )
+        low = self._return_low_limit(sample)
+        ret = val("return")
+        self._update(
+            t,
+            "return_low",
+            reason_hazard == "return_low" or ("return" not in bad and blood_flowing and ret < low),
+            f"return {ret:.0f} mmHg below {low:.0f}",
+        )
+        self._update(
+            t,
+            "return_high",
+            reason_hazard == "return_high" or ("return" not in bad and ret > lim.return_high_mmhg),
+            f"return {ret:.0f} mmHg",
+        )
+        acc = val("access")
+        self._update(
+            t,
+            "access_low",
+            reason_hazard == "access_low"
+            or ("access" not in bad and blood_flowing and acc < lim.access_low_mmhg),
+            f"access {acc:.0f} mmHg",
+        )
+        tmp_ok = not {"pre_separator", "plasma", "return"} & set(bad)
+        tmp = (val("pre_separator") + ret) / 2 - val("plasma")
+        plasma_on = pumps["plasma"].commanded > 0 or self._active("separator_tmp")
+        tmp_high = tmp_ok and plasma_on and tmp > lim.separator_tmp_high_mmhg
+        tmp_for = self._held("tmp", tmp_high, t)
+        self._update(
+            t,
+            "separator_tmp",
+            tmp_high,
+            f"separator TMP {tmp:.0f} mmHg",
+            priority=Priority.HIGH if tmp_for >= lim.separator_tmp_stop_s else Priority.MEDIUM,
+        )
+        self._update(
+            t,
+            "blood_leak",
+            sample.detectors["blood_leak"] or reason_hazard == "blood_leak",
+            "blood in the plasma line",
+        )
+        loop_on = pumps["loop"].commanded > 0
+        dp = val("pre_adsorber") - val("post_adsorber")
+        ftmp = (val("pre_filter") + val("pre_adsorber")) / 2 - val("filtrate")
+        clot = loop_on and (dp > lim.adsorber_dp_high_mmhg or ftmp > lim.filter_tmp_high_mmhg)
+        self._held("clot", clot, t)
+        self._update(t, "clotting", clot, f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg")
+        scales = self.scale_balance_ml(sample, heparin_ml)
+        self.balance_error_ml = encoder_balance_ml - scales
+        self._update(
+            t,
+            "fluid_imbalance",
+            treating
+            and self._scale_base is not None
+            and not set(SCALE_NAMES) & set(bad)
+            and abs(self.balance_error_ml) > lim.fluid_imbalance_ml,
+            f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
+        )
+        for bag, users in BAG_PUMPS.items():
+            self._update(
+                t, f"bag:{bag}", self._bag_problem(sample, bag, users), f"{bag} {val(bag):.0f} g"
+            )
+        self._update(
+            t,
+            "hypotension",
+            treating and "map" not in bad and val("map") < lim.map_low_mmhg,
+            f"MAP {val('map'):.0f} mmHg",
+        )
+        for name in PUMP_NAMES:
+            p = pumps[name]
+            mismatch = p.commanded > 0 and abs(p.measured - p.commanded) > (
+                lim.pump_mismatch_fraction * p.commanded
+            )
+            self._update(
+                t,
+                f"pump_fault:{name}",
+                mismatch and not sample.safe,
+                f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}",
+            )
+        temp = val("plasma_temp")
+        temp_ok = "plasma_temp" not in bad and (
+            pumps["plasma"].commanded > 0 or self._active("plasma_temp")
+        )
+        self._update(
+            t,
+            "plasma_temp",
+            temp_ok and not lim.plasma_temp_low_c <= temp <= lim.plasma_temp_high_c,
+            f"plasma {temp:.1f} degC",
+            priority=Priority.HIGH if temp > lim.plasma_temp_cutoff_c else Priority.MEDIUM,
+        )
+        return self._verdict(sample)
+
+    def link_lost(self, t_ms: int, lost: bool) -> None:
+        self._update(t_ms, "link_lost", lost, "no frame from the firmware")
+
+    def firmware_safe(self, t_ms: int, reason: SafeReason, present: bool) -> None:
+        """A safe state with no hazard of its own (heartbeat, an unexpected reset)."""
+        self.alarms.update(
+            t_ms,
+            f"firmware_safe:{reason}",
+            present,
+            priority=Priority.HIGH,
+            latched=True,
+            detail=f"firmware in its safe state: {reason}",
+        )
+
+    # -- conditions -----------------------------------------------------------------------
+    def _sensor_faults(self, sample: Sample, flowing: bool) -> dict[str, str]:
+        bad: dict[str, str] = {}
+        stuck_ms = int(self.lim_stuck_s * 1000)
+        for name, reading in sample.sensors.items():
+            if not reading.valid or not math.isfinite(reading.value):
+                bad[name] = f"{name}: reading {reading.value:g} not plausible"
+                continue
+            if name not in STUCK_WATCHED:
+                continue
+            if not flowing or self._last_value.get(name) != reading.value:
+                self._unchanged_ms[name] = sample.t_ms
+            self._last_value[name] = reading.value
+            if sample.t_ms - self._unchanged_ms.setdefault(name, sample.t_ms) >= stuck_ms:
+                bad[name] = f"{name}: stuck at {reading.value:g}"
+        return bad
+
+    @property
+    def lim_stuck_s(self) -> float:
+        return self.rig.sensors.stuck_after_s
+
+    def _return_low_limit(self, sample: Sample) -> float:
+        """The fixed limit, raised to `window` below the level found after each flow change."""
+        lim = self.lim
+        flows = tuple(
+            sample.pumps[n].commanded for n in ("blood", "plasma", "replacement", "return")
+        )
+        if flows != self._flows:
+            self._flows = flows
+            self._return_center = None
+            self._recenter_ms = sample.t_ms + int(lim.return_recenter_s * 1000)
+        elif self._recenter_ms is not None and sample.t_ms >= self._recenter_ms:
+            if sample.sensors["return"].valid:
+                self._return_center = sample.sensors["return"].value
+            self._recenter_ms = None
+        if self._return_center is None:
+            return lim.return_low_mmhg
+        return max(lim.return_low_mmhg, self._return_center - lim.return_window_mmhg)
+
+    def _active(self, alarm_id: str) -> bool:
+        """Already raised: a condition that the response itself hides (a pump it stopped)
+        must not clear, re-start the pump and raise again (chatter)."""
+        return alarm_id in self.alarms.active
+
+    def _bag_problem(self, sample: Sample, bag: str, users: tuple[str, ...]) -> bool:
+        reading = sample.sensors[bag]
+        if not reading.valid:
+            return False  # a sensor fault, handled as such
+        pumps = sample.pumps
+        lim = self.lim
+        in_use = self._active(f"bag:{bag}")
+        if bag in ("replacement_bag", "substitution_bag"):
+            user = users[0]
+            return (in_use or pumps[user].commanded > 0) and reading.value < lim.bag_empty_g
+        capacity = self._capacity(bag)
+        filling = {
+            "waste_bag": (
+                pumps["plasma"].commanded > 0 and sample.valves["plasma_route"] == "waste"
+            )
+            or pumps["filtrate"].commanded > 0,
+            "outer_chamber": pumps["plasma"].commanded > 0
+            and sample.valves["plasma_route"] == "collect",
+            "inner_chamber": pumps["loop"].commanded > 0,
+        }[bag]
+        return (in_use or filling) and reading.value > capacity - lim.bag_full_margin_g
+
+    def _capacity(self, bag: str) -> float:
+        if bag == "waste_bag":
+            return self.rig.sim.waste_bag_capacity_ml
+        return 2000.0  # each chamber of the double-chamber bag
+
+    # -- responses ------------------------------------------------------------------------
+    def _verdict(self, sample: Sample) -> Verdict:
+        v = Verdict()
+        p = self.rx
+        for alarm in self.alarms.active.values():
+            h = self.hazard_of(alarm.id)
+            target = alarm.id.split(":", 1)[1] if ":" in alarm.id else ""
+            acts = True
+            match h.response:
+                case Response.SAFE_STATE:
+                    v.safe_state = True
+                case Response.STOP_BLOOD:
+                    v.stop.update(PUMP_NAMES)
+                case Response.REDUCE_PLASMA:
+                    if alarm.priority is Priority.HIGH:
+                        v.stop.update(("plasma", "replacement", "return"))
+                    else:
+                        top = p.plasma_flow * REDUCE_FACTOR
+                        for name in ("plasma", "replacement", "return"):
+                            v.cap(name, top)
+                case Response.STOP_PLASMA_SIDE:
+                    v.stop.update(PLASMA_SIDE)
+                case Response.SLOW_LOOP:
+                    if self._held("clot", alarm.condition, sample.t_ms) >= CLOT_STOP_S:
+                        v.stop.update(DEPENDENTS["loop"])
+                    else:
+                        v.cap("loop", p.loop_flow * REDUCE_FACTOR)
+                case Response.STOP_EXCHANGE_FILTRATION:
+                    v.stop.update(("plasma", "replacement", "filtrate", "substitution", "return"))
+                case Response.PAUSE_BAG_PUMP:
+                    v.stop.update(BAG_PUMPS[target])
+                case Response.BLOOD_MIN_NO_REMOVAL:
+                    self._blood_minimum(v)
+                case Response.STOP_PUMP:
+                    v.stop.update(DEPENDENTS[target])
+                case Response.WORST_READING:
+                    self._worst_reading(v, target)
+                case Response.TEMP:
+                    acts = alarm.priority is Priority.HIGH
+                    if acts:
+                        v.stop.update(("return", "plasma"))
+                case Response.ALARM_STATE:
+                    pass
+            if acts:
+                v.acting.append(alarm.id)
+        for alarm_id in self.alarms.active:
+            if alarm_id.startswith("firmware_safe:"):
+                v.acting.append(alarm_id)
+        return v
+
+    def _blood_minimum(self, v: Verdict) -> None:
+        p = self.rx
+        blood = min(self.lim.minimum_blood_flow_ml_min, p.blood_flow_ml_min)
+        v.cap("blood", blood)
+        plasma = p.plasma_flow * blood / p.blood_flow_ml_min
+        for name in ("plasma", "replacement", "return"):
+            v.cap(name, plasma)
+        # no net removal: substitution gives back all the filtrate takes
+        v.cap("filtrate", p.substitution_flow)
+
+    def _worst_reading(self, v: Verdict, sensor: str) -> None:
+        if sensor in BLOOD_SIDE:
+            v.safe_state = True
+        elif sensor in LOOP_SIDE:
+            v.stop.update(DEPENDENTS["loop"])
+        elif sensor == "map":
+            self._blood_minimum(v)
+        elif sensor == "plasma_temp":
+            v.stop.update(("return", "plasma"))
+        elif sensor in BAG_PUMPS:
+            v.stop.update(BAG_PUMPS[sensor])
+
+    # -- operator -----------------------------------------------------------------------
+    def clear_to_resume(self) -> bool:
+        """No acting condition present and every latched alarm acknowledged."""
+        for alarm in self.alarms.active.values():
+            if alarm.condition:
+                h = self.table.get(alarm.id.split(":", 1)[0])
+                if h is None or h.response is not Response.TEMP or alarm.priority is Priority.HIGH:
+                    return False
+            elif alarm.latched and not alarm.acknowledged:
+                return False
+        return True
