@@ -365,11 +365,10 @@ class Controller:
         verdict = self.safety.evaluate(
             sample, v.fluid_balance_ml, v.pumped_ml["heparin"], treating=treating
         )
-        unexplained = sample.safe and sample.safe_reason in (SafeReason.HEARTBEAT, SafeReason.BOOT)
         for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT):
-            self.safety.firmware_safe(
-                sample.t_ms, reason, unexplained and sample.safe_reason is reason
-            )
+            # raised when the firmware goes safe; latched: it waits for the operator
+            fresh = self.safety.safe_edge and sample.safe_reason is reason
+            self.safety.firmware_safe(sample.t_ms, reason, fresh)
         self._log_alarms()
         return verdict
 
@@ -399,8 +398,9 @@ class Controller:
             sample = await self._cycle()
         except LinkTimeout as exc:
             self._link_timeouts += 1
-            t = self.sample.t_ms if self.sample is not None else 0
-            self.safety.link_lost(t, True)
+            last = self.sample.t_ms if self.sample is not None else 0
+            # stamped when it was noticed: the last sample plus the silence that told
+            self.safety.link_lost(last + self._link_timeouts * self.rig.link_lost_ms, True)
             self._log_alarms()
             if self.machine.phase not in ("alarm", "fault", "done"):
                 await self.machine.alarm(cause=f"link lost: {exc}")
@@ -424,13 +424,17 @@ class Controller:
             await self._apply_requests()
             await self._auto_resume(sample)
             phase = m.phase
-            if verdict.acting and phase not in ("alarm", "fault", "done"):
+            if (
+                verdict.acting
+                and phase not in ("alarm", "fault", "done")
+                and (phase != "rinse_back" or verdict.safe_state or "blood" in verdict.stop)
+            ):  # rinse-back goes on unless the blood pump itself must stop
                 await m.alarm(cause=", ".join(sorted(verdict.acting)))
                 phase = m.phase
             if verdict.safe_state and not sample.safe:
                 await self.hal.enter_safe()
                 self._sent.clear()
-            elif sample.safe and phase not in ("alarm", "fault", "done"):
+            elif self.safety.safe_edge and phase not in ("alarm", "fault", "done"):
                 hazard = REASON_HAZARD.get(sample.safe_reason, "firmware_safe")
                 await m.alarm(cause=f"firmware safe state: {sample.safe_reason} ({hazard})")
                 self._sent.clear()
@@ -508,7 +512,7 @@ class Controller:
 
     # -- results ------------------------------------------------------------------------
     def _transition(self, record: TransitionRecord) -> None:
-        if record.dest == "rinse_back" and record.source not in ("paused", "alarm"):
+        if record.dest == "rinse_back" and record.trigger != "resume":
             self._run.rinse_start_ml = self.volumes.pumped_ml["blood"]
         if self._on_transition is not None:
             self._on_transition(record)

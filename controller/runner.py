@@ -7,6 +7,7 @@ moved since connection); that is read here, at the edge, never by the controller
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,8 +86,15 @@ async def run_treatment(
     )
     if opts.on_controller is not None:
         opts.on_controller(controller)
-    async with hal:
-        summary = await controller.run()
+    # what exists now lives as long as the run: frozen, a full garbage collection never
+    # walks it, so it cannot pause the control loop past the firmware's watchdog
+    gc.collect()
+    gc.freeze()
+    try:
+        async with hal:
+            summary = await controller.run()
+    finally:
+        gc.unfreeze()
     if physics is not None:
         summary = summary.model_copy(update=_simulation_truth(physics, at_connection))
     return summary, controller

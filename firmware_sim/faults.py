@@ -146,6 +146,11 @@ def _silence(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
     return lambda: setattr(fw, "deaf", False)
 
 
+def _link_down(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    fw.mute = True
+    return lambda: setattr(fw, "mute", False)
+
+
 def _mcu_reset(fw: Firmware, ph: Physics, params: Any) -> None:
     fw.reset()
     return None
@@ -173,6 +178,7 @@ ACTIONS: dict[str, Action] = {
     "plasma_too_cold": _plasma_temp(-1.0),
     "plasma_too_hot": _plasma_temp(+1.0),
     "controller_silence": _silence,
+    "link_down": _link_down,
     "mcu_reset": _mcu_reset,
 }
 assert set(ACTIONS) == set(FAULTS), "every catalogued fault needs an action"

@@ -142,6 +142,8 @@ class Firmware:
         self.out_of_range: set[str] = set()
         #: the controller_silence fault: heartbeats are not heard while set
         self.deaf = False
+        #: the link_down fault: nothing the firmware sends reaches the controller
+        self.mute = False
         #: scheduled work (faults); called when t_ms reaches `wake_ms`
         self.wake_ms = math.inf
         self.on_wake: Callable[[int], None] | None = None
@@ -348,7 +350,7 @@ class Firmware:
     def _sample(self) -> None:
         self.counter += 1
         measured = self._encoders()
-        if self.on_sample is None:
+        if self.on_sample is None or self.mute:
             return
         sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
         self.on_sample(

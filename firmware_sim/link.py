@@ -81,7 +81,7 @@ class FirmwareLink:
         return p.encode(msg, self.tx_seq, (self.last_seq or 0) if ack is None else ack)
 
     def _emit(self, frame: bytes) -> None:
-        if self.send is not None:
+        if self.send is not None and not self.firmware.mute:
             self.send(frame)
 
     def _on_sample(self, s: Snapshot) -> None:

@@ -50,7 +50,9 @@ class FirmwareServer:
         loop = asyncio.get_running_loop()
         start = loop.time()
         fw = self.firmware
-        pause = fw.tick_ms / 1000.0 / self.speed / 2.0
+        # commands are handled as they arrive; the clock only needs to catch up often
+        # enough for samples to leave on time, without spinning a core at high speed
+        pause = max(fw.tick_ms / 1000.0 / self.speed / 2.0, 0.001)
         while not self._stop.is_set():
             fw.run_until(int((loop.time() - start) * 1000 * self.speed))
             await asyncio.sleep(pause)

@@ -89,6 +89,7 @@ FAULTS: dict[str, type[Strict]] = {
     "plasma_too_cold": PlasmaTemp,
     "plasma_too_hot": PlasmaTemp,
     "controller_silence": NoParams,
+    "link_down": NoParams,
     "mcu_reset": NoParams,
 }
 

@@ -14,7 +14,7 @@ from collections import deque
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_NAMES, RigConfig
 from controller.config.scenario import Scenario
-from controller.errors import CommandRefused, HalError
+from controller.errors import CommandRefused, HalError, LinkTimeout
 from controller.hal.base import (
     FirmwareInfo,
     FirmwareLimits,
@@ -106,11 +106,13 @@ class SimHal(Hal):
         self.firmware.on_event = lambda e: self._events.append(event_from_firmware(e))
         self._real_start = 0.0
         self._rig_start_ms = 0
+        self._last_sample_ms = 0
 
     async def _connect(self) -> FirmwareInfo:
         loop = asyncio.get_running_loop()
         self._real_start = loop.time()
         self._rig_start_ms = self.firmware.t_ms
+        self._last_sample_ms = self.firmware.t_ms
         return FirmwareInfo(
             protocol_version=PROTOCOL_VERSION,
             firmware_version=FIRMWARE_VERSION,
@@ -126,6 +128,12 @@ class SimHal(Hal):
         fw = self.firmware
         while not self._samples:
             fw.run_until(fw.next_sample_ms)
+            if fw.t_ms - self._last_sample_ms >= self.rig.link_lost_ms:
+                self._last_sample_ms = fw.t_ms  # the next silence is timed from here
+                raise LinkTimeout(
+                    f"link lost: no sample for {self.rig.link_lost_ms} ms of rig time"
+                )
+        self._last_sample_ms = self._samples[0].t_ms
         sample = self._samples.popleft()
         if self.speed is None:
             await asyncio.sleep(0)

@@ -37,6 +37,8 @@ DEPENDENTS: dict[str, tuple[str, ...]] = {
     "return": ("return", "plasma"),
     "heparin": ("heparin",),
 }
+#: What flows through the warmer to the patient, stopped when it is too hot.
+WARMED = ("return", "replacement", "plasma")
 PLASMA_SIDE = ("plasma", "replacement", "loop", "filtrate", "substitution", "return")
 #: Pumps drawing from or filling each bag, paused when it is empty or full.
 BAG_PUMPS: dict[str, tuple[str, ...]] = {
@@ -48,6 +50,8 @@ BAG_PUMPS: dict[str, tuple[str, ...]] = {
 }
 REDUCE_FACTOR = 0.5
 CLOT_STOP_S = 30.0
+TMP_HYSTERESIS_MMHG = 20.0
+CLOT_HYSTERESIS = 0.5
 REASON_HAZARD = {
     SafeReason.AIR: "air_return",
     SafeReason.RETURN_LOW: "return_low",
@@ -94,6 +98,9 @@ class Interlocks:
         self._unchanged_ms: dict[str, int] = {}
         self._since: dict[str, int] = {}
         self.balance_error_ml = 0.0
+        self._was_safe = False
+        #: the firmware went safe on this very sample
+        self.safe_edge = False
 
     # -- helpers ------------------------------------------------------------------------
     def hazard_of(self, alarm_id: str) -> Hazard:
@@ -148,7 +155,13 @@ class Interlocks:
         s = sample.sensors
         pumps = sample.pumps
         blood_flowing = pumps["blood"].commanded >= lim.minimum_blood_flow_ml_min * 0.4
-        reason_hazard = REASON_HAZARD.get(sample.safe_reason) if sample.safe else None
+        # the firmware's reason raises its hazard when it goes safe (the edge); after that
+        # the measurement decides: the reason stays until the next arm, long after the
+        # cause has gone, and samples already on the line still show it after an arm
+        edge = sample.safe and not self._was_safe
+        self._was_safe = sample.safe
+        reason_hazard = REASON_HAZARD.get(sample.safe_reason) if edge else None
+        self.safe_edge = edge
 
         def val(name: str) -> float:
             return s[name].value
@@ -189,7 +202,12 @@ class Interlocks:
         tmp_ok = not {"pre_separator", "plasma", "return"} & set(bad)
         tmp = (val("pre_separator") + ret) / 2 - val("plasma")
         plasma_on = pumps["plasma"].commanded > 0 or self._active("separator_tmp")
-        tmp_high = tmp_ok and plasma_on and tmp > lim.separator_tmp_high_mmhg
+        # hysteresis in value: once raised, it holds until TMP is well below the limit, or
+        # the reduced plasma flow would clear it, restore the flow, and raise it again
+        tmp_limit = lim.separator_tmp_high_mmhg - (
+            TMP_HYSTERESIS_MMHG if self._active("separator_tmp") else 0.0
+        )
+        tmp_high = tmp_ok and plasma_on and tmp > tmp_limit
         tmp_for = self._held("tmp", tmp_high, t)
         self._update(
             t,
@@ -204,10 +222,14 @@ class Interlocks:
             sample.detectors["blood_leak"] or reason_hazard == "blood_leak",
             "blood in the plasma line",
         )
-        loop_on = pumps["loop"].commanded > 0
+        clotting = self._active("clotting")
+        loop_on = pumps["loop"].commanded > 0 or clotting
         dp = val("pre_adsorber") - val("post_adsorber")
         ftmp = (val("pre_filter") + val("pre_adsorber")) / 2 - val("filtrate")
-        clot = loop_on and (dp > lim.adsorber_dp_high_mmhg or ftmp > lim.filter_tmp_high_mmhg)
+        keep = CLOT_HYSTERESIS if clotting else 1.0  # the slowed loop must not clear it
+        clot = loop_on and (
+            dp > keep * lim.adsorber_dp_high_mmhg or ftmp > keep * lim.filter_tmp_high_mmhg
+        )
         self._held("clot", clot, t)
         self._update(t, "clotting", clot, f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg")
         scales = self.scale_balance_ml(sample, heparin_ml)
@@ -345,6 +367,8 @@ class Interlocks:
         v = Verdict()
         p = self.rx
         for alarm in self.alarms.active.values():
+            if alarm.id.startswith("firmware_safe:"):
+                continue
             h = self.hazard_of(alarm.id)
             target = alarm.id.split(":", 1)[1] if ":" in alarm.id else ""
             acts = True
@@ -379,8 +403,8 @@ class Interlocks:
                     self._worst_reading(v, target)
                 case Response.TEMP:
                     acts = alarm.priority is Priority.HIGH
-                    if acts:
-                        v.stop.update(("return", "plasma"))
+                    if acts:  # nothing warmed may reach the patient
+                        v.stop.update(WARMED)
                 case Response.ALARM_STATE:
                     pass
             if acts:
@@ -408,7 +432,7 @@ class Interlocks:
         elif sensor == "map":
             self._blood_minimum(v)
         elif sensor == "plasma_temp":
-            v.stop.update(("return", "plasma"))
+            v.stop.update(WARMED)
         elif sensor in BAG_PUMPS:
             v.stop.update(BAG_PUMPS[sensor])
 

@@ -47,6 +47,7 @@ EFFECTS: dict[str, tuple[dict[str, Any], Any]] = {
     "plasma_too_cold": ({"offset_c": 4}, lambda fw, ph: ph.plasma_temp_c < 35),
     "plasma_too_hot": ({"offset_c": 5}, lambda fw, ph: ph.plasma_temp_c > 41),
     "controller_silence": ({}, lambda fw, ph: fw.deaf),
+    "link_down": ({}, lambda fw, ph: fw.mute),
     "mcu_reset": ({}, lambda fw, ph: fw.reason == Reason.BOOT),
 }
 

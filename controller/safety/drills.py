@@ -1,0 +1,272 @@
+"""Safety drills: one fault per hazard row, injected mid-treatment, the response measured.
+
+A drill runs a short treatment on a rig (simulated, or `alsctl firmware-sim` behind a serial
+port), injects its fault once the treatment has been in its phase for a while, and records
+what happened: when the fault went in, when the firmware went safe, when the alarm was
+raised, what the pumps did, and whether the treatment got back to its phase afterwards.
+`tests/hazards/` asserts on the results; `bench/safety_latency.py` turns them into
+docs/safety.md. The operator's part is played by `auto_resume_s`: acknowledge and resume
+once the conditions are gone (or stop, for a fault that does not go away by itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.app import Controller, Status
+from controller.config.prescription import Prescription
+from controller.config.rig import RigConfig
+from controller.config.scenario import FaultEvent
+from controller.hal.base import HalEventKind, Sample
+from controller.runner import CLEAR, RunOptions, run_treatment
+from controller.summary import Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Drill:
+    hazard: str
+    fault: str
+    params: dict[str, Any]
+    #: the alarm expected (hazard id, or hazard:target)
+    alarm: str
+    #: prescription: "pe" (exchange, blood side) or "loop" (purification, loop side)
+    rx: str = "pe"
+    phase: str = "exchange"
+    after_s: float = 120.0
+    #: how long the fault lasts; None: until the operator acts
+    duration_s: float | None = 5.0
+    #: what the operator does once it is clear: "resume", or "stop" (rinse back and end)
+    recovery: str = "resume"
+    #: firmware-level hazards: the firmware goes safe within one tick
+    firmware: bool = False
+    #: pumps the response must have at zero (besides the safe state)
+    stopped: tuple[str, ...] = ()
+    #: pumps the response caps (commanded below the phase's rate, not zero)
+    reduced: tuple[str, ...] = ()
+    #: for gradual faults: the condition on a sample, to time the alarm from its onset
+    onset: Callable[[Sample, float], bool] | None = None
+    #: the response is judged after the alarm is "raised", or "escalated" to high priority
+    response_after: str = "raised"
+
+
+def _tmp(s: Sample) -> float:
+    v = s.sensors
+    return (v["pre_separator"].value + v["return"].value) / 2 - v["plasma"].value
+
+
+DRILLS: tuple[Drill, ...] = (
+    Drill("air_return", "air_bubble", {}, "air_return", firmware=True, duration_s=2),
+    Drill("return_low", "return_disconnection", {}, "return_low", firmware=True, duration_s=2),
+    Drill("return_low", "needle_dislodgement", {"drop_mmhg": 25}, "return_low", duration_s=2),
+    Drill("return_high", "return_occlusion", {"severity": 1.0}, "return_high", firmware=True,
+          duration_s=2),
+    Drill("access_low", "access_occlusion", {"severity": 1.0}, "access_low", firmware=True,
+          duration_s=2),
+    Drill("separator_tmp", "separator_fouling", {"mmhg_per_min": 60}, "separator_tmp",
+          duration_s=None, recovery="stop", reduced=("plasma", "replacement"),
+          onset=lambda s, _: s.pumps["plasma"].commanded > 0 and _tmp(s) > 60),
+    Drill("blood_leak", "blood_leak", {}, "blood_leak", firmware=True, duration_s=2),
+    Drill("clotting", "adsorber_clotting", {"mmhg_per_min": 100}, "clotting", rx="loop",
+          phase="purification", duration_s=None, recovery="stop", reduced=("loop",),
+          onset=lambda s, _: s.pumps["loop"].commanded > 0
+          and s.sensors["pre_adsorber"].value - s.sensors["post_adsorber"].value > 150),
+    Drill("fluid_imbalance", "scale_drift", {"bag": "waste_bag", "grams_per_min": 100},
+          "fluid_imbalance", duration_s=90,
+          stopped=("plasma", "replacement", "filtrate", "substitution", "return"),
+          onset=lambda s, balance_error: abs(balance_error) > 100),
+    Drill("bag", "bag_empty", {"bag": "replacement_bag"}, "bag:replacement_bag", duration_s=10,
+          stopped=("replacement", "plasma")),
+    Drill("hypotension", "hypotension", {"drop_mmhg": 30}, "hypotension", duration_s=60,
+          reduced=("blood", "plasma", "replacement"),
+          onset=lambda s, _: s.sensors["map"].value < 65),
+    Drill("pump_fault", "pump_stall", {"pump": "replacement"}, "pump_fault:replacement",
+          duration_s=10, stopped=("replacement", "plasma")),
+    Drill("sensor_fault", "sensor_missing", {"sensor": "return"}, "sensor_fault:return",
+          duration_s=2),
+    Drill("plasma_temp", "plasma_too_hot", {"offset_c": 6}, "plasma_temp", duration_s=120,
+          stopped=("return", "replacement", "plasma"), response_after="escalated",
+          onset=lambda s, _: not 35 <= s.sensors["plasma_temp"].value <= 39),
+    Drill("link_lost", "link_down", {}, "link_lost", duration_s=1),
+    Drill("heartbeat", "controller_silence", {}, "firmware_safe:heartbeat", firmware=True,
+          duration_s=2),
+)  # fmt: skip
+
+SHORT: dict[str, dict[str, Any]] = {
+    "pe": {"mode": "pe", "exchange_volume_pv": None, "exchange_volume_ml": 900},
+    "loop": {
+        "mode": "li_als",
+        "exchange_volume_pv": None,
+        "exchange_volume_ml": 700,
+        "collection_threshold_ml": 400,
+        "purification": {"processed_plasma_ml": 4000},
+    },
+}
+
+
+KEEP_BEFORE = 10
+KEEP_AFTER_MS = 300_000
+LOOP_KEYS = ("loop_flow_multiple", "filtrate_ml_min", "adsorbers", "purification")
+
+
+def drill_prescription(base: Prescription, kind: str) -> Prescription:
+    """A short treatment built on `base`: a plasma exchange, or one with a loop."""
+    data = base.model_dump(exclude_none=True, by_alias=True)
+    if kind == "pe":
+        for key in LOOP_KEYS:
+            data.pop(key, None)
+        data["net_fluid_removal_ml_h"] = 0
+    return Prescription.model_validate({**data, **SHORT[kind]})
+
+
+@dataclass(slots=True)
+class DrillResult:
+    drill: Drill
+    summary: Summary
+    fault_ms: int | None = None
+    safe_ms: int | None = None
+    alarm_ms: int | None = None
+    escalated_ms: int | None = None
+    onset_ms: int | None = None
+    before: Sample | None = None
+    response: Sample | None = None
+    resumed: bool = False
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def firmware_latency_ms(self) -> int | None:
+        if self.safe_ms is None or self.fault_ms is None:
+            return None
+        return self.safe_ms - self.fault_ms
+
+    @property
+    def alarm_latency_ms(self) -> int | None:
+        start = self.onset_ms if self.onset_ms is not None else self.fault_ms
+        if self.alarm_ms is None or start is None:
+            return None
+        return self.alarm_ms - start
+
+
+async def run_drill(
+    drill: Drill,
+    rig: RigConfig,
+    base: Prescription,
+    *,
+    backend: str = "sim",
+    port: str | None = None,
+    exchange_ml: float | None = None,
+) -> DrillResult:
+    rx = drill_prescription(base, drill.rx)
+    if exchange_ml is not None:
+        rx = Prescription.model_validate(
+            {**rx.model_dump(exclude_none=True, by_alias=True), "exchange_volume_ml": exchange_ml}
+        )
+    refs: list[Controller] = []
+    samples: list[Sample] = []
+    balance: list[float] = []
+    state: dict[str, Any] = {"injected": None, "cleared": False, "stopped": False}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def remote(op: str) -> None:
+        hal: Any = refs[0].hal
+        await hal.sim_fault(drill.fault, drill.params, clear=op == "clear")
+
+    def act(op: str) -> None:
+        hal: Any = refs[0].hal
+        if backend != "sim":
+            tasks.append(asyncio.create_task(remote(op)))
+        elif op == "inject":
+            # start and end in rig time: a fault that silences the link must end by itself
+            now_s = hal.firmware.t_ms / 1000.0
+            hal.faults.schedule(
+                FaultEvent(
+                    at_s=now_s, fault=drill.fault, duration_s=drill.duration_s, params=drill.params
+                )
+            )
+        else:
+            hal.faults.clear(drill.fault)
+
+    def operator(status: Status) -> None:
+        c = refs[0]
+        t = status.t_ms
+        # keep only what the analysis reads: a second before the fault to 5 min after
+        if state["injected"] is None or t <= state["injected"] + KEEP_AFTER_MS:
+            if state["injected"] is None and len(samples) >= KEEP_BEFORE:
+                del samples[0], balance[0]
+            v = c.volumes
+            scales = c.safety.scale_balance_ml(status.sample, v.pumped_ml["heparin"])
+            samples.append(status.sample)
+            balance.append(v.fluid_balance_ml - scales)
+        if state["injected"] is None:
+            if status.phase == drill.phase and c.machine.phase_s() >= drill.after_s:
+                state["injected"] = t
+                act("inject")
+            return
+        due = drill.duration_s is not None and t - state["injected"] >= drill.duration_s * 1000
+        if backend != "sim" and due and not state["cleared"]:
+            state["cleared"] = True
+            act("clear")
+        in_alarm = status.phase == "alarm" and c.machine.phase_s() >= 20
+        if drill.recovery == "stop" and in_alarm and not state["stopped"]:
+            state["stopped"] = True
+            if backend == "sim":
+                act("clear")  # the clot or fouling stays; the fault stops growing
+            c.request("acknowledge", "drill: operator")
+            c.request("stop", "drill: operator stops the treatment")
+
+    opts = RunOptions(
+        backend=backend,
+        port=port,
+        gate=CLEAR,
+        on_status=operator,
+        on_controller=refs.append,
+        auto_resume_s=2.0 if drill.recovery == "resume" else None,
+        max_rig_s=4 * 3600,
+    )
+    summary, controller = await run_treatment(rig, rx, opts)
+    for task in tasks:
+        await task
+    return _analyse(drill, summary, controller, samples, balance, state["injected"])
+
+
+def _analyse(
+    drill: Drill,
+    summary: Summary,
+    controller: Controller,
+    samples: list[Sample],
+    balance: list[float],
+    injected_ms: int | None,
+) -> DrillResult:
+    r = DrillResult(drill, summary, samples=samples)
+    for e in controller.hal_log:
+        if e.kind is HalEventKind.FAULT_INJECTED and e.detail == drill.fault and r.fault_ms is None:
+            r.fault_ms = e.t_ms
+        if e.kind is HalEventKind.ENTERED_SAFE and r.fault_ms is not None and r.safe_ms is None:
+            r.safe_ms = e.t_ms
+    if r.fault_ms is None:
+        r.fault_ms = injected_ms
+    raised = [e for e in controller.alarm_log if e.kind == "raised" and e.alarm == drill.alarm]
+    r.alarm_ms = raised[0].t_ms if raised else None
+    escalated = [
+        e for e in controller.alarm_log if e.kind == "escalated" and e.alarm == drill.alarm
+    ]
+    r.escalated_ms = escalated[0].t_ms if escalated else None
+    if r.fault_ms is not None:
+        r.before = next((s for s in reversed(samples) if s.t_ms < r.fault_ms), None)
+    judged = r.escalated_ms if drill.response_after == "escalated" else r.alarm_ms
+    if judged is not None:
+        after = [s for s in samples if s.t_ms > judged + 200]
+        r.response = after[0] if after else None
+    if drill.onset is not None and r.alarm_ms is not None:
+        onset = None
+        for s, err in zip(samples, balance, strict=True):
+            if s.t_ms > r.alarm_ms:
+                break
+            held = drill.onset(s, err)
+            onset = (s.t_ms if onset is None else onset) if held else None
+        r.onset_ms = onset
+    trail = [(t.source, t.dest) for t in summary.transitions]
+    r.resumed = ("alarm", drill.phase) in trail
+    return r
