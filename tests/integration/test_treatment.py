@@ -196,3 +196,22 @@ async def test_an_illegal_operator_request_is_refused_and_kept() -> None:
     summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
     assert summary.completed
     assert holder[0].rejected == ["resume: cannot resume while exchange (allowed now: pause, stop)"]
+
+
+async def test_a_firmware_that_reads_back_other_limits_is_refused_before_treatment() -> None:
+    def sloppy_firmware(controller: Any) -> None:
+        fw = controller.hal.firmware
+        original = fw.set_limits
+
+        def set_limits(limits: Any) -> str | None:
+            limits.return_high_mmhg -= 50.0  # a firmware that does not keep what it was sent
+            return original(limits)
+
+        fw.set_limits = set_limits
+
+    opts = RunOptions(gate=CLEAR, on_controller=sloppy_firmware)
+    summary, controller = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
+    assert summary.final_state == "fault"
+    assert summary.error is not None and "firmware limits" in summary.error
+    assert [t.dest for t in summary.transitions] == ["self_test", "fault"]
+    assert controller.hal.firmware.safe  # type: ignore[attr-defined]
