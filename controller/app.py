@@ -143,7 +143,8 @@ class Controller:
         if sample.safe and prev is not None:
             self._run.safe_ms += dt
         if phase in ACCOUNTED:
-            self.volumes.update(sample, phase)
+            # plasma still exchanged under an alarm's reduced flows counts for its phase
+            self.volumes.update(sample, self._acting_phase())
         else:
             self.volumes.last_t_ms = sample.t_ms
         self.hal_log += self.hal.drain_events()
@@ -178,7 +179,14 @@ class Controller:
                 await self.hal.set_valve(name, position)
                 sent[name] = position
         changes = [(n, r) for n, r in sp.pumps.items() if sent.get(n) != r]
-        for name, rate in sorted(changes, key=lambda c: c[1] > float(sent.get(c[0], 0.0))):
+
+        def order(change: tuple[str, float]) -> tuple[bool, bool]:
+            name, rate = change
+            rising = rate > float(sent.get(name, 0.0))
+            # slowing: blood last, so plasma never exceeds its share; rising: blood first
+            return (rising, (name == "blood") != rising)
+
+        for name, rate in sorted(changes, key=order):
             await self.hal.set_pump(name, rate)
             sent[name] = rate
         if closing:
@@ -353,6 +361,8 @@ class Controller:
 
     async def _arm_for(self, trigger: str) -> None:
         try:
+            if self.sample is not None and self.sample.safe_reason is SafeReason.BOOT:
+                await self.hal.upload_limits(self.limits)  # a reset forgot them
             await self.hal.arm()
         except CommandRefused as exc:
             raise IllegalRequest(f"cannot {trigger}: firmware refuses to arm ({exc.code})") from exc
@@ -365,7 +375,7 @@ class Controller:
         verdict = self.safety.evaluate(
             sample, v.fluid_balance_ml, v.pumped_ml["heparin"], treating=treating
         )
-        for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT):
+        for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR):
             # raised when the firmware goes safe; latched: it waits for the operator
             fresh = self.safety.safe_edge and sample.safe_reason is reason
             self.safety.firmware_safe(sample.t_ms, reason, fresh)
@@ -420,8 +430,12 @@ class Controller:
             sample = await self._next_or_link_lost()
             if sample is None:
                 continue
+            if sample.t_ms > self.max_rig_ms:
+                if m.phase == "alarm":
+                    break  # an unattended alarm ends the run where it stands
+                raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
+            await self._apply_requests()  # first: an acknowledge must be seen by this cycle
             verdict = self._evaluate_safety(sample)
-            await self._apply_requests()
             await self._auto_resume(sample)
             phase = m.phase
             if (
@@ -441,21 +455,34 @@ class Controller:
                 continue
             if sample.safe or verdict.safe_state:
                 self._sent.clear()  # nothing can be commanded; everything is resent on resume
+                continue
+            pr = self._progress(sample)
+            if phase == "alarm" and not verdict.acting:
+                # the hazard has gone but nobody resumed: hold blood circulating at minimum,
+                # the plasma side stopped, until the operator says so
+                sp: phases.Setpoints | None = phases.paused(
+                    self.rx, pr, self.rig.alarms.minimum_blood_flow_ml_min
+                )
             else:
-                acting_phase = phase
-                if phase == "alarm" and m.interrupted is not None:
-                    acting_phase = m.interrupted.rsplit(".", 1)[-1]
-                pr = self._progress(sample)
-                sp = self._setpoints(acting_phase, pr)
-                if sp is not None:
-                    sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
+                sp = self._setpoints(self._acting_phase(), pr)
+            if sp is not None:
+                sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
+                try:
                     await self._command(sp)
-                if phase != "alarm":
-                    await self._advance(phase, pr)
-            if sample.t_ms > self.max_rig_ms:
-                if m.phase == "alarm":
-                    break  # an unattended alarm ends the run where it stands
-                raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
+                except CommandRefused as exc:
+                    if exc.code != "in_safe_state":
+                        raise
+                    self._sent.clear()  # it went safe since the sample: the next one says why
+                    continue
+            if phase != "alarm":
+                await self._advance(phase, pr)
+
+    def _acting_phase(self) -> str:
+        """The phase whose setpoints apply: the interrupted one while in `alarm`."""
+        phase = self.machine.phase
+        if phase == "alarm" and self.machine.interrupted is not None:
+            return self.machine.interrupted.rsplit(".", 1)[-1]
+        return phase
 
     async def _gate(self) -> bool:
         """The pre-start gate at `ready`; False (and the run ends) when refused."""
@@ -503,12 +530,20 @@ class Controller:
         except Exception as exc:  # the loop must end safe whatever happened
             self._run.error = "".join(traceback.format_exception_only(exc)).strip()
             self.traceback = traceback.format_exc()
-            try:
-                await self.hal.enter_safe()
-            finally:
-                if m.phase != "fault":
-                    await m.fail(cause=self._run.error)
+            await self._safe_anyway()
+            if m.phase != "fault":
+                await m.fail(cause=self._run.error)
+        except BaseException:  # cancelled, Ctrl-C: still command the safe state, then go
+            await asyncio.shield(self._safe_anyway())
+            raise
         return self.summary()
+
+    async def _safe_anyway(self) -> None:
+        """Command the safe state; if even that fails, the firmware's watchdog takes over."""
+        try:
+            await self.hal.enter_safe()
+        except Exception as exc:  # a dead link: nothing more can be sent
+            self._run.error = f"{self._run.error}; enter_safe failed too: {exc}"
 
     # -- results ------------------------------------------------------------------------
     def _transition(self, record: TransitionRecord) -> None:

@@ -70,6 +70,8 @@ class Verdict:
     caps: dict[str, float] = field(default_factory=dict)
     #: alarms (ids) whose response acts on the rig: the machine belongs in `alarm`
     acting: list[str] = field(default_factory=list)
+    #: no net fluid removal from the patient (hypotension)
+    no_removal: bool = False
 
     def cap(self, pump: str, rate: float) -> None:
         self.caps[pump] = min(rate, self.caps.get(pump, math.inf))
@@ -80,6 +82,9 @@ class Verdict:
             out[name] = 0.0
         for name, top in self.caps.items():
             out[name] = min(out[name], top)
+        if self.no_removal and out["return"] > 0:
+            out["plasma"] = min(out["plasma"], out["return"])
+            out["filtrate"] = min(out["filtrate"], out["substitution"])
         return out
 
 
@@ -230,7 +235,6 @@ class Interlocks:
         clot = loop_on and (
             dp > keep * lim.adsorber_dp_high_mmhg or ftmp > keep * lim.filter_tmp_high_mmhg
         )
-        self._held("clot", clot, t)
         self._update(t, "clotting", clot, f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg")
         scales = self.scale_balance_ml(sample, heparin_ml)
         self.balance_error_ml = encoder_balance_ml - scales
@@ -387,8 +391,8 @@ class Interlocks:
                 case Response.STOP_PLASMA_SIDE:
                     v.stop.update(PLASMA_SIDE)
                 case Response.SLOW_LOOP:
-                    if self._held("clot", alarm.condition, sample.t_ms) >= CLOT_STOP_S:
-                        v.stop.update(DEPENDENTS["loop"])
+                    if sample.t_ms - alarm.raised_ms >= CLOT_STOP_S * 1000:
+                        v.stop.update(DEPENDENTS["loop"])  # slowed long enough: stopped
                     else:
                         v.cap("loop", p.loop_flow * REDUCE_FACTOR)
                 case Response.STOP_EXCHANGE_FILTRATION:
@@ -421,8 +425,10 @@ class Interlocks:
         plasma = p.plasma_flow * blood / p.blood_flow_ml_min
         for name in ("plasma", "replacement", "return"):
             v.cap(name, plasma)
-        # no net removal: substitution gives back all the filtrate takes
+        # no net removal: substitution gives back all the filtrate takes, and no more plasma
+        # leaves the patient than returns (applied after the caps, in `Verdict.apply`)
         v.cap("filtrate", p.substitution_flow)
+        v.no_removal = True
 
     def _worst_reading(self, v: Verdict, sensor: str) -> None:
         if sensor in BLOOD_SIDE:

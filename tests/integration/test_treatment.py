@@ -215,3 +215,58 @@ async def test_a_firmware_that_reads_back_other_limits_is_refused_before_treatme
     assert summary.error is not None and "firmware limits" in summary.error
     assert [t.dest for t in summary.transitions] == ["self_test", "fault"]
     assert controller.hal.firmware.safe  # type: ignore[attr-defined]
+
+
+def scenario(fault: str, at_s: float, duration_s: float | None, **params: Any) -> Scenario:
+    event = {"at_s": at_s, "fault": fault, "duration_s": duration_s, "params": params}
+    return Scenario.model_validate({"name": fault, "events": [event]})
+
+
+async def test_an_alarm_whose_condition_went_holds_minimum_flow_until_resumed() -> None:
+    seen: list[Status] = []
+    opts = RunOptions(
+        gate=CLEAR,
+        scenario=scenario("hypotension", 600, 60, drop_mmhg=30),
+        on_status=seen.append,
+        max_rig_s=1500,
+    )
+    p = rx("pe", **SHORT["pe"])
+    summary, controller = await run_treatment(RIG, p, opts)
+    assert summary.final_state == "alarm"  # nobody resumed
+    late = [s for s in seen if s.t_ms > 1000_000]
+    assert late and all(s.phase == "alarm" for s in late)
+    assert controller.safety.alarms.active == {}  # the condition is long gone...
+    for s in late:  # ...and the rig holds blood circulating, the plasma side stopped
+        assert s.sample.pumps["blood"].commanded == RIG.alarms.minimum_blood_flow_ml_min
+        assert s.sample.pumps["plasma"].commanded == 0.0
+    assert summary.volumes.exchange_ml < p.exchange_ml
+
+
+async def test_after_a_power_on_reset_the_limits_are_uploaded_again_and_it_resumes() -> None:
+    opts = RunOptions(gate=CLEAR, scenario=scenario("mcu_reset", 600, None), auto_resume_s=2)
+    summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
+    assert [a.cause for a in summary.alarms] == ["firmware_safe:boot"]
+    assert summary.completed, (summary.final_state, summary.error)
+
+
+async def test_a_clotting_loop_is_slowed_then_stopped_and_stays_stopped() -> None:
+    seen: list[Status] = []
+    loop_rx = rx(
+        "li_als",
+        exchange_volume_pv=None,
+        exchange_volume_ml=700,
+        collection_threshold_ml=400,
+        purification={"processed_plasma_ml": 20000},
+    )
+    opts = RunOptions(
+        gate=CLEAR,
+        scenario=scenario("adsorber_clotting", 2000, None, mmhg_per_min=100),
+        on_status=seen.append,
+        max_rig_s=2400,
+    )
+    _, controller = await run_treatment(RIG, loop_rx, opts)
+    raised = next(e.t_ms for e in controller.alarm_log if e.alarm == "clotting")
+    slowed = [s for s in seen if raised + 500 < s.t_ms < raised + 29_000]
+    stopped = [s for s in seen if s.t_ms > raised + 30_500]
+    assert slowed and all(0 < s.sample.pumps["loop"].commanded < loop_rx.loop_flow for s in slowed)
+    assert stopped and all(s.sample.pumps["loop"].commanded == 0.0 for s in stopped)
