@@ -40,6 +40,7 @@ PROTOCOL_VERSION = 1
 SELF_TEST_RATE = {name: 10.0 for name in PUMP_NAMES} | {"blood": 30.0}
 SELF_TEST_PUMP_S = 1.0
 ENCODER_TOLERANCE = 0.10
+VALVE_SETTLE_S = 0.5
 #: A pressure reading further than this from zero at rest does not zero.
 ZERO_TOLERANCE_MMHG = 50.0
 #: Consecutive link-lost timeouts (300 ms each) after which the run gives up: 30 s.
@@ -230,11 +231,24 @@ class Controller:
         for position in ("open", "closed"):
             await self.hal.set_valve("venous_clamp", position)
             self._sent["venous_clamp"] = position
-            seen = (await self._cycle()).valves["venous_clamp"]
+            seen = await self._valve_settles("venous_clamp", position)
             if seen != position:
                 raise StepFailed(f"venous clamp: commanded {position}, reports {seen}")
         for name in PUMP_NAMES:
             await self._pump_check(name)
+
+    async def _valve_settles(self, name: str, position: str) -> str:
+        """The position the valve reports within VALVE_SETTLE_S of rig time.
+
+        Over a serial line the next sample may have left the firmware before the command
+        arrived, and a real clamp takes tens of milliseconds to move: one stale sample is
+        not a failed clamp, a clamp that has not moved after the settle time is.
+        """
+        sample = await self._cycle()
+        end = sample.t_ms + int(VALVE_SETTLE_S * 1000)
+        while sample.valves[name] != position and sample.t_ms < end:
+            sample = await self._cycle()
+        return sample.valves[name]
 
     async def _pump_check(self, name: str) -> None:
         rate = SELF_TEST_RATE[name]
