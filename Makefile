@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the tests need (a real Mosquitto broker); root installs, others use sudo.
+# Debian packages (system-deps): root installs, others use sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps demo test lint format schema clean
@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests need: a real Mosquitto broker, and Chromium to render reports.
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 || { \
+	@command -v mosquitto >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    mosquitto mosquitto-clients; }
+	    mosquitto mosquitto-clients chromium; }
 	@command -v mosquitto >/dev/null 2>&1 || { echo "mosquitto is missing and could not be installed" >&2; exit 1; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is missing and could not be installed" >&2; exit 1; }
 
 # A complete simulated Li-ALS treatment (about 7 h of rig time) in seconds.
 demo: install

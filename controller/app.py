@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from controller import sizing
 from controller.config.prescription import Prescription
@@ -27,7 +28,7 @@ from controller.config.rig import (
 )
 from controller.errors import AlsError, CommandRefused, LinkTimeout
 from controller.fsm import phases
-from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment
+from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment, leaf
 from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
 from controller.safety import gate
 from controller.safety.alarms import AlarmEvent
@@ -35,7 +36,7 @@ from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
 from controller.summary import AlarmOut, GateOut, Summary, TransitionOut, VolumesOut
 from controller.volumes import Volumes
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Rates used to check that each pump moves and its encoder answers (heparin in mL/h).
 SELF_TEST_RATE = {name: 10.0 for name in PUMP_NAMES} | {"blood": 30.0}
 SELF_TEST_PUMP_S = 1.0
@@ -53,6 +54,12 @@ ACCOUNTED = frozenset(
 
 class StepFailed(AlsError):
     """A self-test or priming step failed; the message names the part."""
+
+
+class ResumeDeclined(AlsError):
+    """The operator did not confirm a resume: nothing was armed, the rig stays safe."""
+
+    exit_code = 1
 
 
 @dataclass(slots=True)
@@ -87,6 +94,7 @@ class Controller:
         *,
         on_status: Callable[[Status], None] | None = None,
         on_transition: Callable[[TransitionRecord], None] | None = None,
+        on_event: Callable[[int, str, dict[str, Any]], None] | None = None,
         max_rig_s: float | None = None,
         auto_start: bool = True,
         gate_answers: gate.GateAnswers | None = None,
@@ -97,7 +105,9 @@ class Controller:
         self.rx = prescription
         self.on_status = on_status
         self.machine = Treatment(prescription.mode, on_transition=self._transition)
-        self._on_transition = on_transition
+        self.on_transition = on_transition
+        #: alarms, HAL events, operator requests, the gate, errors: (rig ms, kind, body)
+        self.on_event = on_event
         self.volumes = Volumes()
         self.auto_start = auto_start
         plan = sizing.plan(prescription)
@@ -148,7 +158,11 @@ class Controller:
             self.volumes.update(sample, self._acting_phase())
         else:
             self.volumes.last_t_ms = sample.t_ms
-        self.hal_log += self.hal.drain_events()
+        hal_events = self.hal.drain_events()
+        if hal_events:
+            self.hal_log += hal_events
+            for h in hal_events:
+                self._emit(h.t_ms, "hal", {"kind": str(h.kind), "detail": h.detail})
         await self.hal.heartbeat()
         if self.on_status is not None:
             alarms = sorted(self.safety.alarms.active)
@@ -206,10 +220,7 @@ class Controller:
                 f"link: firmware speaks protocol {info.protocol_version}, "
                 f"controller {PROTOCOL_VERSION}"
             )
-        try:
-            await self.hal.upload_limits(self.limits)
-        except (CommandRefused, AlsError) as exc:
-            raise StepFailed(f"firmware limits: {exc}") from exc
+        await self._load_limits()
         sample = await self._cycle()
         for name in SENSOR_NAMES:
             reading = sample.sensors[name]
@@ -236,6 +247,13 @@ class Controller:
                 raise StepFailed(f"venous clamp: commanded {position}, reports {seen}")
         for name in PUMP_NAMES:
             await self._pump_check(name)
+
+    async def _load_limits(self) -> None:
+        """Upload the firmware's own limits and read them back; a mismatch refuses."""
+        try:
+            await self.hal.upload_limits(self.limits)
+        except (CommandRefused, AlsError) as exc:
+            raise StepFailed(f"firmware limits: {exc}") from exc
 
     async def _valve_settles(self, name: str, position: str) -> str:
         """The position the valve reports within VALVE_SETTLE_S of rig time.
@@ -353,6 +371,7 @@ class Controller:
         t = self.sample.t_ms if self.sample is not None else 0
         while not self._requests.empty():
             trigger, cause = self._requests.get_nowait()
+            result = "done"
             try:
                 if trigger == "acknowledge":
                     self.safety.alarms.acknowledge(t)
@@ -372,6 +391,9 @@ class Controller:
                 await self.machine.request(trigger, cause)
             except (IllegalRequest, CommandRefused) as exc:
                 self.rejected.append(f"{trigger}: {exc}")
+                result = f"refused: {exc}"
+            finally:
+                self._emit(t, "operator", {"request": trigger, "cause": cause, "result": result})
 
     async def _arm_for(self, trigger: str) -> None:
         try:
@@ -402,6 +424,11 @@ class Controller:
         for e in events:
             if e.kind == "raised":
                 self._run.alarms.append(AlarmOut(t_s=e.t_ms / 1000.0, cause=e.alarm))
+            self._emit(e.t_ms, "alarm", asdict(e))
+
+    def _emit(self, t_ms: int, kind: str, body: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(t_ms, kind, body)
 
     async def _auto_resume(self, sample: Sample) -> None:
         if self.auto_resume_s is None or self.machine.phase != "alarm":
@@ -509,6 +536,7 @@ class Controller:
             self.rig.alarms.map_low_mmhg,
         )
         self.gate_result = result
+        self._emit(sample.t_ms, "pre_start", result.as_event())
         if not result.allowed:
             await self.machine.end(cause="start refused: " + "; ".join(result.reasons))
             return False
@@ -525,25 +553,145 @@ class Controller:
 
     async def run(self) -> Summary:
         """Self-test, priming, then the treatment; always returns a summary."""
+        return await self._guarded(self._run_all)
+
+    async def _run_all(self) -> None:
+        m = self.machine
+        await m.begin(cause="run started")
+        await self.self_test()
+        await m.self_test_passed(cause="every part answered")
+        await self.prime()
+        await m.primed(cause="prime volume reached, no air")
+        if await self._gate() and self.auto_start:
+            await m.start(
+                cause="gate passed"
+                if self.gate_result and not self.gate_result.override
+                else getattr(self, "override_note", "gate passed")
+            )
+            self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
+            await self._treat()
+        await self._stop_all()
+
+    async def resume(
+        self,
+        checkpoint: dict[str, Any],
+        history: list[TransitionRecord],
+        confirm: Callable[[str], Awaitable[bool]],
+    ) -> Summary:
+        """Continue a session the journal kept after the controller died (`--resume`).
+
+        The firmware went safe when the heartbeats stopped. Nothing moves until a person
+        has seen the firmware's state and confirmed; then the limits are uploaded and read
+        back, the firmware is armed explicitly, and the interrupted phase goes on from the
+        journaled volumes.
+        """
+
+        async def body() -> None:
+            await self._load_limits()
+            sample = await self._cycle()
+            if not sample.safe:
+                # still running the dead controller's setpoints: stop them while we ask
+                await self.hal.enter_safe()
+            seen = f"{sample.state} ({sample.safe_reason})" if sample.safe else "running"
+            phase = leaf(checkpoint["state"])
+            question = (
+                f"firmware {seen}; resume {phase} at exchanged "
+                f"{checkpoint['exchanged_ml']:.0f} mL, processed "
+                f"{checkpoint['pumped_ml']['loop']:.0f} mL?"
+            )
+            if not await self._while_asking(confirm(question)):
+                raise ResumeDeclined(f"resume of {phase} declined; the rig stays safe")
+            await self._arm_for("resume")
+            sample = await self._cycle()
+            end = sample.t_ms + int(VALVE_SETTLE_S * 1000)
+            while sample.safe and sample.t_ms < end:  # in flight before the arm
+                sample = await self._cycle()
+            if sample.safe:
+                raise StepFailed(f"firmware stays safe after arming ({sample.safe_reason})")
+            moved = self._restore(checkpoint, history)
+            self._emit(
+                sample.t_ms,
+                "resumed",
+                {"phase": phase, "firmware_was": seen, "moved_while_away_ml": moved},
+            )
+            await self._treat()
+            await self._stop_all()
+
+        return await self._guarded(body)
+
+    async def _while_asking(self, answer: Awaitable[bool]) -> bool:
+        """Keep reading samples (and the link alive) while a person thinks."""
+        task = asyncio.ensure_future(answer)
+        while not task.done():
+            await self._cycle()
+        return task.result()
+
+    def _restore(
+        self, cp: dict[str, Any], history: list[TransitionRecord]
+    ) -> dict[str, float] | None:
+        """The journaled state back in place; returns what the encoders counted after the
+        checkpoint (None when the firmware restarted since and its totals began again)."""
+        v = self.volumes
+        v.pumped_ml.update(cp["pumped_ml"])
+        v.exchanged_ml = cp["exchanged_ml"]
+        v.collected_ml = cp["collected_ml"]
+        v.last_t_ms = self.sample.t_ms if self.sample is not None else None
+        then: dict[str, float] = cp.get("totals_ml") or {}
+        now = self.sample.totals_ml if self.sample is not None else {}
+        moved = None
+        if then and now and all(now[n] >= then[n] for n in PUMP_NAMES):
+            # the pumps ran on after the newest checkpoint until the watchdog stopped them
+            moved = {n: round(now[n] - then[n], 4) for n in PUMP_NAMES}
+            state = leaf(cp["state"])
+            acting = leaf(cp["interrupted"]) if state == "alarm" and cp["interrupted"] else state
+            v.add_moved(moved, acting, bool(cp.get("collecting")))
+        r = self._run
+        r.phase_ms = dict(cp["phase_ms"])
+        r.safe_ms = cp["safe_ms"]
+        r.purification_ms = cp["purification_ms"]
+        r.rinse_start_ml = cp["rinse_start_ml"]
+        r.alarms = [AlarmOut(t_s=t, cause=cause) for t, cause in cp["raised"]]
+        self.safety.restore(cp["scale_base"], cp["active_alarms"])
+        self.machine.now_ms = self.sample.t_ms if self.sample is not None else 0
+        self.machine.restore(cp["state"], cp["interrupted"], cp["entered_ms"], history)
+        return moved
+
+    def checkpoint(self) -> dict[str, Any]:
+        """All a resumed run needs, as plain data; the journal keeps the newest."""
+        m = self.machine
+        v = self.volumes
+        r = self._run
+        return {
+            "state": m.state,
+            "interrupted": m.interrupted,
+            "entered_ms": m.entered_ms,
+            "pumped_ml": dict(v.pumped_ml),
+            "exchanged_ml": v.exchanged_ml,
+            "collected_ml": v.collected_ml,
+            "phase_ms": dict(r.phase_ms),
+            "safe_ms": r.safe_ms,
+            "purification_ms": r.purification_ms,
+            "rinse_start_ml": r.rinse_start_ml,
+            "raised": [(a.t_s, a.cause) for a in r.alarms],
+            "scale_base": self.safety.scale_base,
+            "active_alarms": self.safety.alarms.snapshot(),
+            # the encoders' own totals at this sample: a resume counts what moved after it
+            "totals_ml": dict(self.sample.totals_ml) if self.sample is not None else {},
+            "collecting": self.sample is not None
+            and self.sample.valves.get("plasma_route") == "collect",
+        }
+
+    async def _guarded(self, body: Callable[[], Awaitable[None]]) -> Summary:
         m = self.machine
         try:
-            await m.begin(cause="run started")
-            await self.self_test()
-            await m.self_test_passed(cause="every part answered")
-            await self.prime()
-            await m.primed(cause="prime volume reached, no air")
-            if await self._gate() and self.auto_start:
-                await m.start(
-                    cause="gate passed"
-                    if self.gate_result and not self.gate_result.override
-                    else getattr(self, "override_note", "gate passed")
-                )
-                self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
-                await self._treat()
-            await self._stop_all()
+            await body()
+        except ResumeDeclined:
+            raise
         except Exception as exc:  # the loop must end safe whatever happened
             self._run.error = "".join(traceback.format_exception_only(exc)).strip()
             self.traceback = traceback.format_exc()
+            t = self.sample.t_ms if self.sample is not None else 0
+            self._emit(t, "error", {"error": self._run.error, "traceback": self.traceback})
             await self._safe_anyway()
             if m.phase != "fault":
                 await m.fail(cause=self._run.error)
@@ -563,8 +711,8 @@ class Controller:
     def _transition(self, record: TransitionRecord) -> None:
         if record.dest == "rinse_back" and record.trigger != "resume":
             self._run.rinse_start_ml = self.volumes.pumped_ml["blood"]
-        if self._on_transition is not None:
-            self._on_transition(record)
+        if self.on_transition is not None:
+            self.on_transition(record)
 
     def summary(self) -> Summary:
         v = self.volumes

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,6 +34,7 @@ from controller.summary import Summary
 SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
 DEFAULT_RIG = "config/rigs/sim.yaml"
 DEFAULT_PRESCRIPTION = "config/prescriptions/li_als.yaml"
+DEFAULT_JOURNAL = "out/journal.db"
 
 
 def _duration(seconds: float) -> str:
@@ -100,6 +102,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _session(text: str) -> int:
+    """A session number; 'last' is 0, resolved against the journal."""
+    if text == "last":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a session number or 'last', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"session numbers start at 1, got {value}")
+    return value
+
+
 def _speed(text: str) -> float | None:
     if text == "max":
         return None
@@ -115,9 +130,12 @@ def _speed(text: str) -> float | None:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from controller.journal import Journal
     from controller.progress import Progress
     from controller.runner import RunOptions, run_treatment
 
+    if args.resume is not None:
+        return _resume(args)
     rig = load_rig(args.rig)
     rx = load_prescription(args.prescription)
     scenario = load_scenario(args.scenario) if args.scenario else None
@@ -127,18 +145,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         rig = rig.model_copy(update={"backend": "serial"})
     progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
     print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}")
-    opts = RunOptions(
-        backend=backend,
-        port=args.port,
-        scenario=scenario,
-        speed=args.speed,
-        on_status=progress.status,
-        on_transition=progress.transition,
-        gate=answers,
-        auto_resume_s=args.auto_resume,
-    )
-    with progress:
-        summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+    with Journal(args.journal) as journal:
+        journal.subscribe(progress.committed)
+        opts = RunOptions(
+            backend=backend,
+            port=args.port,
+            scenario=scenario,
+            speed=args.speed,
+            on_status=progress.status,
+            gate=answers,
+            auto_resume_s=args.auto_resume,
+            journal=journal,
+        )
+        with progress:
+            summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+    return _finish_run(args, progress, summary)
+
+
+def _finish_run(args: argparse.Namespace, progress: Any, summary: Any) -> int:
+    """Summary lines, summary JSON, the report: the same after a run and after a resume."""
+    from controller.journal import latest_session
+
     if summary.pre_start is not None and not summary.pre_start.allowed:
         print("start refused: " + "; ".join(summary.pre_start.reasons))
     print("\n".join(progress.summary_lines(summary)))
@@ -146,7 +173,88 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(summary.model_dump_json(indent=2) + "\n")
         print(f"summary: {args.summary_json}")
+    session = args.resume if args.resume is not None else latest_session(args.journal)
+    out = _write_report(args.journal, session, args.report)
+    print(f"journal: {args.journal} (session {session})")
+    print(f"report: {out}")
     return 0 if summary.completed else 1
+
+
+def _write_report(journal: str, session: int, out: str | None) -> Path:
+    from controller import journal as jr
+    from controller.report import render
+
+    path = Path(out or Path(journal).parent / f"report-{session}.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(jr.load(journal, session)))
+    return path
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """`alsctl run --resume SESSION --port URL`: continue a session whose controller died."""
+    import asyncio
+
+    from controller import journal as jr
+    from controller.progress import Progress
+    from controller.runner import RunOptions, resume_treatment
+
+    if not args.port:
+        raise AlsError("--resume continues on the rig that outlived its controller: give --port")
+    if args.resume == 0:
+        args.resume = jr.latest_session(args.journal)
+    record = jr.load(args.journal, args.resume, trends=False)
+    progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
+    print(f"alsctl run: resuming session {args.resume} ({record.row.prescription}) on {args.port}")
+
+    async def confirm(question: str) -> bool:
+        print(question)
+        if args.yes:
+            print("  confirmed by --yes")
+            return True
+        if not sys.stdin.isatty():
+            print("  not confirmed: no terminal to ask (use --yes)")
+            return False
+        return await asyncio.to_thread(_ask_yes, "resume?")
+
+    with jr.Journal(args.journal) as journal:
+        journal.subscribe(progress.committed)
+        opts = RunOptions(
+            backend="serial",
+            port=args.port,
+            on_status=progress.status,
+            auto_resume_s=args.auto_resume,
+            journal=journal,
+        )
+        with progress:
+            summary, _ = asyncio.run(resume_treatment(record, opts, confirm))
+    return _finish_run(args, progress, summary)
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from controller import journal as jr
+    from controller.progress import clock
+
+    rows = jr.sessions(args.journal)
+    print(
+        f"{'id':>4}  {'started (UTC)':<25} {'mode':<14} {'state':<16} {'rig time':>9}  prescription"
+    )
+    for r in rows:
+        print(
+            f"{r.id:>4}  {r.started_utc:<25} {r.mode:<14} {r.state:<16} "
+            f"{clock(r.rig_time_ms):>9}  {r.prescription}"
+            + ("" if r.completed or r.ended_utc else "  (interrupted: --resume)")
+        )
+    if not rows:
+        print("no session yet")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from controller import journal as jr
+
+    session = args.session if args.session != 0 else jr.latest_session(args.journal)
+    print(_write_report(args.journal, session, args.out))
+    return 0
 
 
 def _gate_answers(path: str | None) -> GateAnswers | None:
@@ -259,7 +367,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="unattended: acknowledge and resume an alarm S seconds after its conditions clear",
     )
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument(
+        "--journal", default=DEFAULT_JOURNAL, help=f"SQLite journal (default {DEFAULT_JOURNAL})"
+    )
+    p.add_argument("--report", metavar="FILE", help="HTML report (default: beside the journal)")
+    p.add_argument(
+        "--resume",
+        type=_session,
+        metavar="SESSION",
+        help="continue a session whose controller died (serial rig; 'last' for the newest)",
+    )
+    p.add_argument("--yes", action="store_true", help="confirm a resume without asking")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sessions", help="list the journaled sessions")
+    p.add_argument("--journal", default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
+    p.set_defaults(func=cmd_sessions)
+
+    p = sub.add_parser("report", help="write a session's self-contained HTML report")
+    p.add_argument("session", type=_session, help="session number, or 'last'")
+    p.add_argument("--journal", default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
+    p.add_argument("--out", metavar="FILE", help="default: report-SESSION.html beside the journal")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("firmware-sim", help="serve the simulated firmware on a pty, device or TCP")
     p.add_argument("--rig", default=DEFAULT_RIG, help=f"rig file (default {DEFAULT_RIG})")

@@ -6,6 +6,7 @@ one line per 15 min of rig time; the live panel redraws at most once per minute 
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import TextIO
 
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from controller.app import Status
 from controller.fsm.machine import TransitionRecord
+from controller.journal import Committed
 from controller.summary import Summary
 
 PLAIN_EVERY_MS = 15 * 60 * 1000
@@ -33,6 +35,7 @@ class Progress:
             Live(console=Console(file=out), auto_refresh=False) if live else None
         )
         self._next_ms = 0
+        self._lock = threading.Lock()  # journaled events are printed from its writer thread
 
     def __enter__(self) -> Progress:
         if self.live is not None:
@@ -49,13 +52,31 @@ class Progress:
             self.live.__exit__(exc_type, exc, tb)
 
     def _print(self, line: str) -> None:
-        if self.live is not None:
-            self.live.console.print(line, markup=False, highlight=False)
-        else:
-            print(line, file=self.out, flush=True)
+        with self._lock:
+            if self.live is not None:
+                self.live.console.print(line, markup=False, highlight=False)
+            else:
+                print(line, file=self.out, flush=True)
 
     def transition(self, record: TransitionRecord) -> None:
         self._print(f"{clock(record.t_ms)}  {record.source} -> {record.dest}  ({record.cause})")
+
+    def committed(self, events: list[Committed]) -> None:
+        """Transitions and alarms once the journal holds them (never shown before), with
+        their journal number so a line on the screen can be found in the file."""
+        for e in events:
+            b = e.body
+            if e.kind == "transition":
+                what = f"{b['source']} -> {b['dest']}  ({b['cause']})"
+            elif e.kind == "alarm" and b["kind"] in ("raised", "cleared", "acknowledged"):
+                what = f"ALARM {b['kind']} {b['alarm']} ({b['priority']})"
+            elif e.kind in ("operator", "resumed", "error"):
+                what = f"{e.kind}: " + ", ".join(
+                    f"{k} {v}" for k, v in b.items() if k != "traceback"
+                )
+            else:
+                continue
+            self._print(f"{clock(e.t_ms)}  {what}  [#{e.id}]")
 
     def status(self, status: Status) -> None:
         if status.t_ms < self._next_ms:

@@ -8,18 +8,21 @@ moved since connection); that is read here, at the edge, never by the controller
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from controller.app import Controller, Status
+from controller.app import ACCOUNTED, Controller, Status
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_NAMES, RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import HalError
-from controller.fsm.machine import TransitionRecord
+from controller.fsm.machine import TransitionRecord, leaf
 from controller.hal import open_hal
 from controller.hal.base import Hal
-from controller.safety.gate import Checklist, GateAnswers
+from controller.journal import Journal, JournalError, SessionRecord
+from controller.recorder import Recorder
+from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import SoluteOut, Summary
 
 #: The checklist with every answer "no": for simulated runs and tests that are not about it.
@@ -48,6 +51,8 @@ class RunOptions:
     gate: GateAnswers | None = None
     #: unattended: acknowledge and resume an alarm once its conditions are gone this long
     auto_resume_s: float | None = None
+    #: where the session is journaled (None: not journaled, as in most tests)
+    journal: Journal | None = None
 
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
@@ -78,12 +83,100 @@ async def run_treatment(
         hal,
         rig,
         rx,
-        on_status=opts.on_status,
         on_transition=transition,
         max_rig_s=opts.max_rig_s,
         gate_answers=opts.gate,
         auto_resume_s=opts.auto_resume_s,
     )
+    session = None
+    if opts.journal is not None:
+        session = opts.journal.start_session(
+            rig_id=rig.rig_id,
+            backend=hal.backend,
+            prescription=rx.name,
+            mode=rx.mode,
+            snapshots={
+                "rig": rig.model_dump(mode="json"),
+                "prescription": rx.model_dump(mode="json", exclude_none=True, by_alias=True),
+                "scenario": opts.scenario.model_dump(mode="json") if opts.scenario else None,
+            },
+        )
+    summary = await _run(controller, hal, opts, session, controller.run)
+    if physics is not None:
+        summary = summary.model_copy(update=_simulation_truth(physics, at_connection))
+    _finish(opts, session, summary)
+    return summary, controller
+
+
+async def resume_treatment(
+    record: SessionRecord,
+    opts: RunOptions,
+    confirm: Callable[[str], Awaitable[bool]],
+) -> tuple[Summary, Controller]:
+    """Continue a journaled session on a rig that outlived its controller (serial)."""
+    if opts.journal is None:
+        raise JournalError("a resume needs the journal it continues")
+    cp = record.checkpoint
+    if record.row.ended_utc is not None:
+        raise JournalError(f"session {record.row.id} ended ({record.row.state}): nothing to resume")
+    if cp is None or leaf(cp["state"]) not in ACCOUNTED:
+        state = leaf(cp["state"]) if cp else record.row.state
+        raise JournalError(
+            f"session {record.row.id} stopped in {state}, before the treatment began:"
+            " start a new run (self-test and priming are repeated, not resumed)"
+        )
+    snaps = record.snapshots
+    rig = RigConfig.model_validate(snaps["rig"])
+    if opts.backend == "serial":
+        rig = rig.model_copy(update={"backend": "serial"})
+    rx = Prescription.model_validate(snaps.get("prescription_effective") or snaps["prescription"])
+    hal = build_hal(rig, rx, opts)
+    controller = Controller(
+        hal, rig, rx, max_rig_s=opts.max_rig_s, auto_resume_s=opts.auto_resume_s
+    )
+    history = [TransitionRecord(e.t_ms, **e.body) for e in record.events if e.kind == "transition"]
+    gate = next((e.body for e in record.events if e.kind == "pre_start"), None)
+    if gate is not None:
+        controller.gate_result = GateResult.from_event(gate, rx)
+
+    async def body() -> Summary:
+        return await controller.resume(cp, history, confirm)
+
+    summary = await _run(controller, hal, opts, record.row.id, body)
+    _finish(opts, record.row.id, summary)
+    return summary, controller
+
+
+async def _run(
+    controller: Controller,
+    hal: Hal,
+    opts: RunOptions,
+    session: int | None,
+    body: Callable[[], Awaitable[Summary]],
+) -> Summary:
+    on_status = [opts.on_status] if opts.on_status else []
+    on_transition = [controller.on_transition] if controller.on_transition else []
+    if opts.journal is not None and session is not None:
+        physics = getattr(hal, "physics", None)
+        solutes = None
+        if physics is not None:
+            names = [s.name for s in physics.params.solutes]
+
+            def solutes() -> dict[str, float]:
+                return {n: round(physics.concentration(n), 3) for n in names}
+
+        recorder = Recorder(
+            opts.journal,
+            session,
+            controller,
+            solutes=solutes,
+            period_ms=controller.rig.sample_period_ms,
+        )
+        on_status.insert(0, recorder.status)
+        on_transition.insert(0, recorder.transition)
+        controller.on_event = recorder.event
+    controller.on_status = _chain(on_status)
+    controller.on_transition = _chain(on_transition)
     if opts.on_controller is not None:
         opts.on_controller(controller)
     # what exists now lives as long as the run: frozen, a full garbage collection never
@@ -92,12 +185,32 @@ async def run_treatment(
     gc.freeze()
     try:
         async with hal:
-            summary = await controller.run()
+            return await body()
     finally:
         gc.unfreeze()
-    if physics is not None:
-        summary = summary.model_copy(update=_simulation_truth(physics, at_connection))
-    return summary, controller
+
+
+def _chain(callbacks: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+
+    def call(arg: Any) -> None:
+        for cb in callbacks:
+            cb(arg)
+
+    return call
+
+
+def _finish(opts: RunOptions, session: int | None, summary: Summary) -> None:
+    if opts.journal is None or session is None:
+        return
+    opts.journal.snapshot(session, "summary", summary.model_dump(mode="json"))
+    opts.journal.end_session(
+        session, summary.final_state, int(summary.rig_time_s * 1000), summary.completed
+    )
+    opts.journal.flush()
 
 
 def _simulation_truth(physics, at_connection: list[float]) -> dict[str, object]:  # type: ignore[no-untyped-def]

@@ -39,6 +39,15 @@ class Volumes:
         if sample.valves.get("plasma_route") == "collect":
             self.collected_ml += plasma
 
+    def add_moved(self, moved_ml: dict[str, float], phase: str, collecting: bool) -> None:
+        """Volumes counted by the encoders while the controller was away (a resume)."""
+        for name, ml in moved_ml.items():
+            self.pumped_ml[name] += ml
+        if phase in EXCHANGE_PHASES:
+            self.exchanged_ml += moved_ml["plasma"]
+        if collecting:
+            self.collected_ml += moved_ml["plasma"]
+
     @property
     def processed_ml(self) -> float:
         return self.pumped_ml["loop"]

@@ -30,7 +30,7 @@ from controller.config.rig import (
 from firmware_sim.physics import ENCODER_ML, Physics
 
 FIRMWARE_VERSION = "fwsim-0.1.0"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Below this commanded blood flow the pressure windows are not checked (a stopped or
 #: just-starting blood pump gives no return pressure to speak of).
 BLOOD_FLOWING_ML_MIN = 20.0
@@ -102,6 +102,8 @@ class Snapshot:
     valves: dict[str, str]
     safe: bool
     reason: str
+    #: cumulative encoder volume of each pump since power-on (mL)
+    totals: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -366,6 +368,7 @@ class Firmware:
                 valves=dict(self.valves),
                 safe=self.safe,
                 reason=self.reason,
+                totals=tuple(c * res for c, res in zip(self._counts, ENCODER_ML, strict=True)),
             )
         )
 

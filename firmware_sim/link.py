@@ -45,6 +45,7 @@ def sample_message(s: Snapshot) -> p.SampleMsg:
         commanded=s.commanded,
         measured=s.measured,
         sensors=tuple(s.sensors[n] for n in SENSOR_NAMES),
+        totals=s.totals,
     )
 
 

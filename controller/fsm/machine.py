@@ -133,6 +133,21 @@ class Treatment:
             )
         await getattr(self, trigger)(cause=cause)
 
+    def restore(
+        self,
+        state: str,
+        interrupted: str | None,
+        entered_ms: int,
+        history: list[TransitionRecord],
+    ) -> None:
+        """Continue a journaled session in the state it was in, without entering it anew:
+        nothing about the circuit changed while the controller was away but the safe state,
+        which the resumed run has already left with an explicit arm."""
+        self.machine.set_state(state)
+        self.interrupted = interrupted
+        self.entered_ms = entered_ms
+        self.history = list(history)
+
     def allowed(self) -> list[str]:
         return sorted(
             {

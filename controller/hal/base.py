@@ -73,6 +73,9 @@ class Sample:
     valves: Mapping[str, str]
     state: FirmwareState
     safe_reason: SafeReason
+    #: each pump's cumulative encoder volume since the firmware's power-on (mL): what a
+    #: resumed controller needs to account what moved while nobody was listening
+    totals_ml: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def t_s(self) -> float:

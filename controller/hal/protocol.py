@@ -24,7 +24,7 @@ from cobs import cobs
 
 from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BBHH")  # version, type, seq, ack
 CRC = struct.Struct("<H")
 #: Largest decoded frame (header + payload + CRC); anything longer is garbage.
@@ -226,6 +226,9 @@ class Empty:
 
 SAMPLE_HEAD = struct.Struct("<IIBBBBH")
 SAMPLE_FLOATS = struct.Struct("<" + "f" * (2 * len(PUMP_NAMES) + len(SENSOR_NAMES)))
+#: cumulative encoder volume of each pump since power-on (mL, f64: exact to a count for days)
+SAMPLE_TOTALS = struct.Struct("<" + "d" * len(PUMP_NAMES))
+SAMPLE_SIZE = SAMPLE_HEAD.size + SAMPLE_FLOATS.size + SAMPLE_TOTALS.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,7 @@ class SampleMsg:
     commanded: tuple[float, ...]
     measured: tuple[float, ...]
     sensors: tuple[float, ...]
+    totals: tuple[float, ...] = (0.0,) * len(PUMP_NAMES)
 
     def pack(self) -> bytes:
         valid = sum(1 << i for i, ok in enumerate(self.valid) if ok)
@@ -255,14 +259,19 @@ class SampleMsg:
             (1 if self.collect else 0) | (2 if self.clamp_open else 0),
             valid,
         )
-        return head + SAMPLE_FLOATS.pack(*self.commanded, *self.measured, *self.sensors)
+        return (
+            head
+            + SAMPLE_FLOATS.pack(*self.commanded, *self.measured, *self.sensors)
+            + SAMPLE_TOTALS.pack(*self.totals)
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> SampleMsg:
-        if len(data) != SAMPLE_HEAD.size + SAMPLE_FLOATS.size:
-            raise PayloadError(f"SAMPLE must be {SAMPLE_HEAD.size + SAMPLE_FLOATS.size} bytes")
+        if len(data) != SAMPLE_SIZE:
+            raise PayloadError(f"SAMPLE must be {SAMPLE_SIZE} bytes")
         t, counter, safe, reason, det, valves, valid = SAMPLE_HEAD.unpack_from(data)
         floats = SAMPLE_FLOATS.unpack_from(data, SAMPLE_HEAD.size)
+        totals = SAMPLE_TOTALS.unpack_from(data, SAMPLE_HEAD.size + SAMPLE_FLOATS.size)
         n = len(PUMP_NAMES)
         if reason >= len(REASONS) or safe > 1:
             raise PayloadError("SAMPLE state or reason out of range")
@@ -279,6 +288,7 @@ class SampleMsg:
             commanded=floats[:n],
             measured=floats[n : 2 * n],
             sensors=floats[2 * n :],
+            totals=totals,
         )
 
 

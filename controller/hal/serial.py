@@ -62,6 +62,7 @@ def sample_from_message(m: p.SampleMsg) -> Sample:
         },
         state=FirmwareState.SAFE if m.safe else FirmwareState.RUNNING,
         safe_reason=SAFE_REASONS[m.reason],
+        totals_ml=dict(zip(PUMP_NAMES, m.totals, strict=True)),
     )
 
 

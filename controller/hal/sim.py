@@ -52,6 +52,7 @@ def sample_from_snapshot(s: Snapshot) -> Sample:
         valves=dict(s.valves),
         state=FirmwareState.SAFE if s.safe else FirmwareState.RUNNING,
         safe_reason=SafeReason(s.reason),
+        totals_ml=dict(zip(PUMP_NAMES, s.totals, strict=True)),
     )
 
 
@@ -77,6 +78,10 @@ def limits_from_firmware(limits: Limits) -> FirmwareLimits:
         heartbeat_timeout_ms=limits.heartbeat_timeout_ms,
         pump_max=dict(limits.pump_max),
     )
+
+
+#: At full speed, the event loop runs other tasks at least this often (wall time).
+YIELD_EVERY_S = 0.02
 
 
 class SimHal(Hal):
@@ -107,6 +112,7 @@ class SimHal(Hal):
         self._real_start = 0.0
         self._rig_start_ms = 0
         self._last_sample_ms = 0
+        self._yield_at = 0.0
 
     async def _connect(self) -> FirmwareInfo:
         loop = asyncio.get_running_loop()
@@ -136,7 +142,14 @@ class SimHal(Hal):
         self._last_sample_ms = self._samples[0].t_ms
         sample = self._samples.popleft()
         if self.speed is None:
-            await asyncio.sleep(0)
+            # as fast as possible, yet other tasks (MQTT, a console) get their turn. Not on
+            # every sample: each turn of the loop gives up the GIL in select(), and a thread
+            # (the journal's writer) waiting for it is starved by such frequent hand-backs,
+            # as CPython forces a switch only after a full switch interval without one.
+            loop = asyncio.get_running_loop()
+            if loop.time() >= self._yield_at:
+                await asyncio.sleep(0)
+                self._yield_at = loop.time() + YIELD_EVERY_S
         else:
             loop = asyncio.get_running_loop()
             due = self._real_start + (sample.t_ms - self._rig_start_ms) / 1000.0 / self.speed

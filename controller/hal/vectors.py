@@ -12,7 +12,7 @@ NAN = float("nan")
 
 VECTORS: list[tuple[str, p.Message, int, int]] = [
     ("HELLO session 0x12345678", p.Hello(0x12345678), 1, 0),
-    ("INFO v1, tick 10 ms, samples 100 ms", p.Info(1, 10, 100, "fwsim-0.1.0", "rig-01"), 7, 1),
+    ("INFO v2, tick 10 ms, samples 100 ms", p.Info(2, 10, 100, "fwsim-0.1.0", "rig-01"), 7, 1),
     ("SET_PUMP blood (0) 120.0 mL/min", p.SetPump(0, 120.0), 2, 0),
     ("SET_VALVE venous_clamp (1) open (1)", p.SetValve(1, 1), 3, 0),
     (
@@ -34,7 +34,7 @@ VECTORS: list[tuple[str, p.Message, int, int]] = [
     ("ARM", p.Empty(p.MsgType.ARM), 7, 0),
     ("HEARTBEAT", p.Empty(p.MsgType.HEARTBEAT), 7, 0),
     (
-        "SAMPLE t=1000 ms, running, blood 120, clamp open, map missing",
+        "SAMPLE t=1000 ms, running, blood 120 (2 mL so far), clamp open, map missing",
         p.SampleMsg(
             t_ms=1000,
             counter=10,
@@ -53,6 +53,8 @@ VECTORS: list[tuple[str, p.Message, int, int]] = [
                 *(5000.0, 0.0, 5000.0, 0.0, 0.0),
                 *(37.0, NAN),
             ),
+            # encoder volumes since power-on: the blood pump has moved 2 mL
+            totals=(2.0, 0, 0, 0, 0, 0, 0, 0),
         ),
         9,
         7,

@@ -73,6 +73,9 @@ class AlarmManager:
         detail: str = "",
     ) -> Alarm | None:
         """Feed one condition's state for this cycle; returns the alarm if active."""
+        if not present and alarm_id not in self.active:
+            self.absent(alarm_id)
+            return None
         pend = self._pending.setdefault(alarm_id, _Pending())
         alarm = self.active.get(alarm_id)
         if present:
@@ -107,6 +110,13 @@ class AlarmManager:
         self._clear(t_ms, alarm)
         return None
 
+    def absent(self, alarm_id: str) -> None:
+        """The fast path for the common case, a condition absent and no alarm: only the
+        raise timer restarts (dozens of conditions are fed every cycle)."""
+        pend = self._pending.get(alarm_id)
+        if pend is not None:
+            pend.since_ms = None
+
     def _clear(self, t_ms: int, alarm: Alarm) -> None:
         del self.active[alarm.id]
         self._pending.pop(alarm.id, None)
@@ -125,6 +135,33 @@ class AlarmManager:
             if not alarm.condition:
                 self._clear(t_ms, alarm)
         return done
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """The active alarms as plain data (journal checkpoints)."""
+        return [
+            {
+                "id": a.id,
+                "priority": str(a.priority),
+                "latched": a.latched,
+                "raised_ms": a.raised_ms,
+                "detail": a.detail,
+                "acknowledged": a.acknowledged,
+            }
+            for a in self.active.values()
+        ]
+
+    def restore(self, active: list[dict[str, object]]) -> None:
+        """Alarms a resumed run inherits; present conditions are re-judged every cycle."""
+        for a in active:
+            alarm = Alarm(
+                id=str(a["id"]),
+                priority=Priority(a["priority"]),
+                latched=bool(a["latched"]),
+                raised_ms=int(a["raised_ms"]),  # type: ignore[call-overload]
+                detail=str(a["detail"]),
+                acknowledged=bool(a["acknowledged"]),
+            )
+            self.active[alarm.id] = alarm
 
     def pause_audio(self, t_ms: int) -> None:
         self.audio_paused_until_ms = t_ms + AUDIO_PAUSE_MS

@@ -34,6 +34,17 @@ class GateResult:
     prescription: Prescription
     override: Override | None = None
 
+    @classmethod
+    def from_event(cls, event: dict[str, Any], prescription: Prescription) -> GateResult:
+        """The gate a journaled session passed (a resumed run does not ask again)."""
+        override = event.get("override")
+        return cls(
+            allowed=bool(event["allowed"]),
+            reasons=list(event["reasons"]),
+            prescription=prescription,
+            override=Override.model_validate(override) if override else None,
+        )
+
     def as_event(self) -> dict[str, Any]:
         return {
             "allowed": self.allowed,

@@ -14,6 +14,7 @@ hot, a scale as its bag being unusable.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
@@ -48,6 +49,10 @@ BAG_PUMPS: dict[str, tuple[str, ...]] = {
     "outer_chamber": ("plasma", "replacement"),
     "inner_chamber": ("plasma", "replacement"),
 }
+#: alarm ids built once, not every cycle
+SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in (*STUCK_WATCHED, *SCALE_NAMES)}
+PUMP_FAULT_ID = {n: f"pump_fault:{n}" for n in PUMP_NAMES}
+BAG_ID = {b: f"bag:{b}" for b in BAG_PUMPS}
 REDUCE_FACTOR = 0.5
 CLOT_STOP_S = 30.0
 TMP_HYSTERESIS_MMHG = 20.0
@@ -111,7 +116,21 @@ class Interlocks:
     def hazard_of(self, alarm_id: str) -> Hazard:
         return self.table[alarm_id.split(":", 1)[0]]
 
-    def _update(self, t: int, alarm_id: str, present: bool, detail: str = "", **kw: object) -> bool:
+    def _update(
+        self,
+        t: int,
+        alarm_id: str,
+        present: bool,
+        detail: str | Callable[[], str] = "",
+        **kw: object,
+    ) -> bool:
+        """Feed one condition; `detail` may be a callable, formatted only when it matters
+        (dozens of conditions are fed every cycle, almost all absent)."""
+        if not present and alarm_id not in self.alarms.active:
+            self.alarms.absent(alarm_id)
+            return False
+        if callable(detail):
+            detail = detail()
         h = self.hazard_of(alarm_id)
         params = {
             "priority": h.priority,
@@ -132,6 +151,15 @@ class Interlocks:
     def start_accounting(self, sample: Sample) -> None:
         """The scale levels at connection: the fluid balance by scales starts from them."""
         self._scale_base = {n: sample.sensors[n].value for n in SCALE_NAMES}
+
+    @property
+    def scale_base(self) -> dict[str, float] | None:
+        return self._scale_base
+
+    def restore(self, scale_base: dict[str, float] | None, active: list[dict[str, object]]) -> None:
+        """A resumed run: the balance by scales from the same start, the same alarms."""
+        self._scale_base = scale_base
+        self.alarms.restore(active)
 
     def scale_balance_ml(self, sample: Sample, heparin_ml: float) -> float:
         """Into the patient by the scales: what left the bags and did not land in another."""
@@ -174,7 +202,7 @@ class Interlocks:
         # sensors first: an invalid reading is not compared with any limit
         bad = self._sensor_faults(sample, blood_flowing)
         for name in STUCK_WATCHED + SCALE_NAMES:
-            self._update(t, f"sensor_fault:{name}", name in bad, detail=bad.get(name, ""))
+            self._update(t, SENSOR_FAULT_ID[name], name in bad, detail=bad.get(name, ""))
 
         self._update(
             t,
@@ -188,13 +216,13 @@ class Interlocks:
             t,
             "return_low",
             reason_hazard == "return_low" or ("return" not in bad and blood_flowing and ret < low),
-            f"return {ret:.0f} mmHg below {low:.0f}",
+            lambda: f"return {ret:.0f} mmHg below {low:.0f}",
         )
         self._update(
             t,
             "return_high",
             reason_hazard == "return_high" or ("return" not in bad and ret > lim.return_high_mmhg),
-            f"return {ret:.0f} mmHg",
+            lambda: f"return {ret:.0f} mmHg",
         )
         acc = val("access")
         self._update(
@@ -202,7 +230,7 @@ class Interlocks:
             "access_low",
             reason_hazard == "access_low"
             or ("access" not in bad and blood_flowing and acc < lim.access_low_mmhg),
-            f"access {acc:.0f} mmHg",
+            lambda: f"access {acc:.0f} mmHg",
         )
         tmp_ok = not {"pre_separator", "plasma", "return"} & set(bad)
         tmp = (val("pre_separator") + ret) / 2 - val("plasma")
@@ -218,7 +246,7 @@ class Interlocks:
             t,
             "separator_tmp",
             tmp_high,
-            f"separator TMP {tmp:.0f} mmHg",
+            lambda: f"separator TMP {tmp:.0f} mmHg",
             priority=Priority.HIGH if tmp_for >= lim.separator_tmp_stop_s else Priority.MEDIUM,
         )
         self._update(
@@ -235,7 +263,9 @@ class Interlocks:
         clot = loop_on and (
             dp > keep * lim.adsorber_dp_high_mmhg or ftmp > keep * lim.filter_tmp_high_mmhg
         )
-        self._update(t, "clotting", clot, f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg")
+        self._update(
+            t, "clotting", clot, lambda: f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg"
+        )
         scales = self.scale_balance_ml(sample, heparin_ml)
         self.balance_error_ml = encoder_balance_ml - scales
         self._update(
@@ -245,17 +275,20 @@ class Interlocks:
             and self._scale_base is not None
             and not set(SCALE_NAMES) & set(bad)
             and abs(self.balance_error_ml) > lim.fluid_imbalance_ml,
-            f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
+            lambda: f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
         )
         for bag, users in BAG_PUMPS.items():
             self._update(
-                t, f"bag:{bag}", self._bag_problem(sample, bag, users), f"{bag} {val(bag):.0f} g"
+                t,
+                BAG_ID[bag],
+                self._bag_problem(sample, bag, users),
+                lambda bag=bag: f"{bag} {val(bag):.0f} g",
             )
         self._update(
             t,
             "hypotension",
             treating and "map" not in bad and val("map") < lim.map_low_mmhg,
-            f"MAP {val('map'):.0f} mmHg",
+            lambda: f"MAP {val('map'):.0f} mmHg",
         )
         for name in PUMP_NAMES:
             p = pumps[name]
@@ -264,9 +297,11 @@ class Interlocks:
             )
             self._update(
                 t,
-                f"pump_fault:{name}",
+                PUMP_FAULT_ID[name],
                 mismatch and not sample.safe,
-                f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}",
+                lambda name=name, p=p: (
+                    f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}"
+                ),
             )
         temp = val("plasma_temp")
         temp_ok = "plasma_temp" not in bad and (
@@ -276,7 +311,7 @@ class Interlocks:
             t,
             "plasma_temp",
             temp_ok and not lim.plasma_temp_low_c <= temp <= lim.plasma_temp_high_c,
-            f"plasma {temp:.1f} degC",
+            lambda: f"plasma {temp:.1f} degC",
             priority=Priority.HIGH if temp > lim.plasma_temp_cutoff_c else Priority.MEDIUM,
         )
         return self._verdict(sample)

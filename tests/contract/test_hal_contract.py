@@ -16,7 +16,7 @@ from tests.contract.conftest import Rig
 
 async def test_connect_reports_versions_and_timing(rig: Rig) -> None:
     info = rig.hal.info
-    assert info.protocol_version == 1
+    assert info.protocol_version == 2
     assert info.firmware_version
     assert info.rig_id == "contract-01"
     assert info.tick_ms == 10 and info.sample_period_ms == 100

@@ -30,7 +30,7 @@ def test_run_completes_and_writes_the_summary(tmp_path: Path) -> None:
     out = tmp_path / "out" / "summary.json"
     done = alsctl(
         "run", "--sim", "--plain", "--prescription", str(rx), "--summary-json", str(out),
-        "--checklist", "config/checklists/clear.yaml",
+        "--checklist", "config/checklists/clear.yaml", "--journal", str(tmp_path / "j.db"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "final state: done (completed)" in done.stdout
@@ -46,7 +46,7 @@ def test_run_that_ends_in_alarm_exits_non_zero(tmp_path: Path) -> None:
     done = alsctl(
         "run", "--sim", "--plain", "--prescription", str(rx),
         "--scenario", "config/scenarios/air_bubble.yaml",
-        "--checklist", "config/checklists/clear.yaml",
+        "--checklist", "config/checklists/clear.yaml", "--journal", str(tmp_path / "j.db"),
     )  # fmt: skip
     assert done.returncode == 1
     assert "final state: alarm (NOT completed)" in done.stdout
@@ -55,7 +55,7 @@ def test_run_that_ends_in_alarm_exits_non_zero(tmp_path: Path) -> None:
 def test_a_bad_prescription_is_refused_before_anything_runs(tmp_path: Path) -> None:
     rx = tmp_path / "bad.yaml"
     rx.write_text(yaml.safe_dump({**PE_SHORT, "blood_flow_ml_min": 400}))
-    done = alsctl("run", "--sim", "--prescription", str(rx))
+    done = alsctl("run", "--sim", "--prescription", str(rx), "--journal", str(tmp_path / "j.db"))
     assert done.returncode == 2
     assert "blood_flow_ml_min: 400 -> " in done.stderr
     assert "alsctl run:" not in done.stdout
@@ -64,6 +64,8 @@ def test_a_bad_prescription_is_refused_before_anything_runs(tmp_path: Path) -> N
 def test_without_a_checklist_an_unattended_run_is_refused(tmp_path: Path) -> None:
     rx = tmp_path / "pe.yaml"
     rx.write_text(yaml.safe_dump(PE_SHORT))
-    done = alsctl("run", "--sim", "--plain", "--prescription", str(rx))
+    done = alsctl(
+        "run", "--sim", "--plain", "--prescription", str(rx), "--journal", str(tmp_path / "j.db")
+    )
     assert done.returncode == 1
     assert "start refused: pre-start checklist not answered" in done.stdout

@@ -79,11 +79,12 @@ def test_bad_crc_unknown_type_and_bad_payload_are_rejected() -> None:
     def raw(body: bytes) -> bytes:
         return cobs.encode(body + p.CRC.pack(p.crc16(body))) + b"\x00"
 
-    good = p.HEADER.pack(1, p.MsgType.SET_PUMP, 1, 0) + p.SetPump(0, 50.0).pack()
+    v = p.PROTOCOL_VERSION
+    good = p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0) + p.SetPump(0, 50.0).pack()
     bad_crc = cobs.encode(good + b"\x00\x00") + b"\x00"
-    unknown = raw(p.HEADER.pack(1, 0x7E, 1, 0))
-    short = raw(p.HEADER.pack(1, p.MsgType.SET_PUMP, 1, 0) + b"\x00")
-    version = raw(p.HEADER.pack(2, p.MsgType.ARM, 1, 0))
+    unknown = raw(p.HEADER.pack(v, 0x7E, 1, 0))
+    short = raw(p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0) + b"\x00")
+    version = raw(p.HEADER.pack(v + 1, p.MsgType.ARM, 1, 0))
     d = p.Decoder()
     assert d.feed(bad_crc + unknown + short + version + raw(good))[0].seq == 1
     assert d.rejected == {"crc": 1, "unknown_type": 1, "payload": 1, "version": 1}

@@ -1,0 +1,129 @@
+"""Feeds the journal from a running controller: what happened, and enough to show and resume it.
+
+Kept out of the controller so the control loop knows nothing of SQLite: it calls the hooks
+it always had (status every cycle, transitions, events) and this turns them into rows.
+Everything here is cheap per cycle: a checkpoint dict, a tuple on a ring buffer, and a trend
+row once per second of rig time. Around an alarm the ring (the last `window_ms` at full rate)
+is written out and full rate goes on for as long again, so the report can show what led to
+it and what followed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from controller.app import Controller, Status
+from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
+from controller.fsm.machine import TransitionRecord
+from controller.hal.base import Sample
+from controller.journal import Journal
+
+TREND_MS = 1000
+WINDOW_MS = 30_000
+#: A resumed run starts from the newest checkpoint: what the pumps moved after it (at most
+#: this, plus the firmware's heartbeat timeout) is not accounted. 500 ms is under 1 mL of
+#: plasma at 100 mL/min and 2 mL of blood at 250 mL/min; every transition and alarm also
+#: writes one.
+CHECKPOINT_MS = 500
+
+
+def trend_row(
+    sample: Sample, phase: str, volumes: tuple[float, float, float], extra: dict[str, float]
+) -> dict[str, Any]:
+    s = sample.sensors
+    exchanged, processed, balance = volumes
+    return {
+        "phase": phase,
+        "safe": sample.safe,
+        "pressure": {n: round(s[n].value, 1) for n in PRESSURE_NAMES},
+        "flow": {n: round(sample.pumps[n].measured, 2) for n in PUMP_NAMES},
+        "bag": {n: round(s[n].value, 1) for n in SCALE_NAMES},
+        "map": round(s["map"].value, 1),
+        "plasma_temp": round(s["plasma_temp"].value, 2),
+        "exchanged_ml": round(exchanged, 1),
+        "processed_ml": round(processed, 1),
+        "balance_ml": round(balance, 1),
+        **({"solute": extra} if extra else {}),
+    }
+
+
+class Recorder:
+    def __init__(
+        self,
+        journal: Journal,
+        session: int,
+        controller: Controller,
+        *,
+        solutes: Callable[[], dict[str, float]] | None = None,
+        period_ms: int = 100,
+    ) -> None:
+        self.journal = journal
+        self.session = session
+        self.controller = controller
+        self.solutes = solutes
+        self._ring: deque[tuple[Sample, str, tuple[float, float, float]]] = deque(
+            maxlen=max(1, WINDOW_MS // period_ms)
+        )
+        self._next_trend_ms = 0
+        self._next_checkpoint_ms = 0
+        self._full_until_ms = -1
+
+    def _extra(self) -> dict[str, float]:
+        return self.solutes() if self.solutes is not None else {}
+
+    def status(self, status: Status) -> None:
+        t = status.t_ms
+        v = status.volumes
+        vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
+        if t >= self._next_checkpoint_ms:
+            self._next_checkpoint_ms = t + CHECKPOINT_MS
+            self._checkpoint(t)
+        if t <= self._full_until_ms:
+            row = trend_row(status.sample, status.phase, vols, self._extra())
+            self.journal.trend(self.session, t, True, row)
+        else:
+            self._ring.append((status.sample, status.phase, vols))
+        if t >= self._next_trend_ms:
+            self._next_trend_ms = t - t % TREND_MS + TREND_MS
+            row = trend_row(status.sample, status.phase, vols, self._extra())
+            self.journal.trend(self.session, t, False, row)
+
+    def _checkpoint(self, t_ms: int) -> None:
+        c = self.controller
+        self.journal.checkpoint(self.session, t_ms, c.machine.phase, c.checkpoint())
+
+    def transition(self, record: TransitionRecord) -> None:
+        # the checkpoint (already in the new state) goes first: an event is committed at
+        # once with whatever is queued before it, so the file never holds a transition
+        # that its newest checkpoint has not seen
+        self._checkpoint(record.t_ms)
+        if record.dest == "connecting":
+            # the prescription the treatment runs on (an override restricts it)
+            rx = self.controller.rx.model_dump(mode="json", exclude_none=True, by_alias=True)
+            self.journal.snapshot(self.session, "prescription_effective", rx)
+        self.journal.event(
+            self.session,
+            record.t_ms,
+            "transition",
+            {
+                "source": record.source,
+                "dest": record.dest,
+                "trigger": record.trigger,
+                "cause": record.cause,
+            },
+        )
+
+    def event(self, t_ms: int, kind: str, body: dict[str, Any]) -> None:
+        if kind == "alarm":
+            self._checkpoint(t_ms)
+        self.journal.event(self.session, t_ms, kind, body)
+        if kind == "alarm" and body.get("kind") == "raised":
+            extra = self._extra()
+            while self._ring:
+                sample, phase, vols = self._ring.popleft()
+                self.journal.trend(
+                    self.session, sample.t_ms, True, trend_row(sample, phase, vols, extra)
+                )
+            self._full_until_ms = t_ms + WINDOW_MS

@@ -1,0 +1,114 @@
+"""The journal file on its own: schema versions, commits before subscribers, reading back."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from controller import journal as jr
+from controller.journal import Committed, Journal, JournalError
+
+
+def _session(j: Journal) -> int:
+    return j.start_session(
+        rig_id="sim-01", backend="sim", prescription="rx", mode="pe", snapshots={"rig": {"a": 1}}
+    )
+
+
+def test_a_new_file_gets_the_newest_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == jr.SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_forward_migration_keeps_what_the_file_held(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        sid = _session(j)
+        j.event(sid, 5, "transition", {"source": "idle", "dest": "self_test"})
+        j.flush()
+    later = (*jr.MIGRATIONS, "ALTER TABLE session ADD COLUMN operator TEXT")
+    conn = jr.connect(path)
+    assert jr.migrate(conn, later) == jr.SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == jr.SCHEMA_VERSION + 1
+    assert conn.execute("SELECT operator, rig_id FROM session").fetchall() == [(None, "sim-01")]
+    assert conn.execute("SELECT count(*) FROM event").fetchone()[0] == 1
+    conn.close()
+
+
+def test_a_failed_migration_leaves_the_old_version(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    conn = jr.connect(path)
+    with pytest.raises(sqlite3.OperationalError):
+        jr.migrate(conn, (*jr.MIGRATIONS, "CREATE TABLE x (a); NOT SQL"))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == jr.SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "x" not in tables
+    conn.close()
+
+
+def test_a_file_from_a_newer_alsctl_is_refused_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={jr.SCHEMA_VERSION + 3}")
+    conn.close()
+    with pytest.raises(JournalError, match="newer than this alsctl knows"):
+        Journal(path)
+
+
+def test_subscribers_see_an_event_only_once_it_is_committed(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    seen: list[tuple[Committed, bool]] = []
+    done = threading.Event()
+
+    def on_commit(events: list[Committed]) -> None:
+        # read with a connection of our own: the row must already be there
+        conn = jr.connect(path, readonly=True)
+        for e in events:
+            row = conn.execute("SELECT kind FROM event WHERE id = ?", (e.id,)).fetchone()
+            seen.append((e, row == (e.kind,)))
+        conn.close()
+        done.set()
+
+    with Journal(path) as j:
+        j.subscribe(on_commit)
+        sid = _session(j)
+        j.event(sid, 1200, "alarm", {"kind": "raised", "alarm": "air_return"})
+        assert done.wait(10)
+    assert [(e.kind, e.t_ms, ok) for e, ok in seen] == [("alarm", 1200, True)]
+
+
+def test_checkpoints_are_coalesced_and_the_session_follows_them(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        sid = _session(j)
+        for t in range(0, 5000, 100):
+            j.checkpoint(sid, t, "exchange", {"t": t})
+            j.trend(sid, t, t % 1000 != 0, {"map": 80})
+        j.flush()
+        row = jr.sessions(path)[0]
+        assert (row.state, row.rig_time_ms, row.ended_utc) == ("exchange", 4900, None)
+        j.end_session(sid, "done", 5000, True)
+        j.flush()
+    rec = jr.load(path, sid)
+    assert rec.checkpoint == {"t": 4900}
+    assert rec.snapshots == {"rig": {"a": 1}}
+    assert len(rec.trends) == 50 and sum(not full for _t, full, _b in rec.trends) == 5
+    assert (rec.row.state, rec.row.completed) == ("done", True) and rec.row.ended_utc
+
+
+def test_an_unknown_session_names_the_ones_there_are(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        _session(j)
+    with pytest.raises(JournalError, match=r"no session 7 .*sessions: \[1\]"):
+        jr.load(path, 7)
+    with pytest.raises(JournalError, match="no journal"):
+        jr.sessions(tmp_path / "none.db")
