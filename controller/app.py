@@ -12,6 +12,7 @@ Any exception inside the loop ends with the firmware commanded safe and the mach
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,12 @@ class StepFailed(AlsError):
 
 class ResumeDeclined(AlsError):
     """The operator did not confirm a resume: nothing was armed, the rig stays safe."""
+
+    exit_code = 1
+
+
+class ResumeFailed(AlsError):
+    """A resume refused before anything was restored: the session is left as it was."""
 
     exit_code = 1
 
@@ -133,6 +140,10 @@ class Controller:
         self.alarm_log: list[AlarmEvent] = []
         self.hal_log: list[HalEvent] = []
         self._clear_since_ms: int | None = None
+        #: a resume in progress, not yet restored: nothing of it goes to the checkpoints
+        self.resuming = False
+        #: the journal session of this run, when journaled
+        self.session_id: int | None = None
 
     # -- operator -----------------------------------------------------------------------
     def request(self, trigger: str, cause: str = "operator") -> None:
@@ -536,7 +547,16 @@ class Controller:
             self.rig.alarms.map_low_mmhg,
         )
         self.gate_result = result
-        self._emit(sample.t_ms, "pre_start", result.as_event())
+        answers = self.gate_answers.checklist.model_dump() if self.gate_answers else None
+        self._emit(
+            sample.t_ms,
+            "pre_start",
+            {
+                **result.as_event(),
+                "checklist": answers,
+                "map_mmhg": round(reading.value, 1) if reading.valid else None,
+            },
+        )
         if not result.allowed:
             await self.machine.end(cause="start refused: " + "; ".join(result.reasons))
             return False
@@ -563,12 +583,13 @@ class Controller:
         await self.prime()
         await m.primed(cause="prime volume reached, no air")
         if await self._gate() and self.auto_start:
+            # the scale baseline first: the checkpoint of the `connecting` transition has it
+            self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
             await m.start(
                 cause="gate passed"
                 if self.gate_result and not self.gate_result.override
                 else getattr(self, "override_note", "gate passed")
             )
-            self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
             await self._treat()
         await self._stop_all()
 
@@ -586,13 +607,34 @@ class Controller:
         journaled volumes.
         """
 
+        self.resuming = True  # nothing of this run is checkpointed until restored
+
         async def body() -> None:
-            await self._load_limits()
-            sample = await self._cycle()
+            info = self.hal.info
+            if info.protocol_version != PROTOCOL_VERSION:
+                raise ResumeFailed(
+                    f"firmware speaks protocol {info.protocol_version}, "
+                    f"controller {PROTOCOL_VERSION}"
+                )
+            if info.rig_id != self.rig.rig_id:
+                raise ResumeFailed(
+                    f"this is rig {info.rig_id!r}, the session ran on {self.rig.rig_id!r}"
+                )
+            # read before any heartbeat: a firmware still running must not be kept running
+            sample = await self.hal.next_sample()
             if not sample.safe:
-                # still running the dead controller's setpoints: stop them while we ask
-                await self.hal.enter_safe()
-            seen = f"{sample.state} ({sample.safe_reason})" if sample.safe else "running"
+                raise ResumeFailed(
+                    "the firmware is running, so a controller may still be driving it;"
+                    " nothing was commanded"
+                )
+            moved = self._moved_since(checkpoint, sample)
+            if moved is None or sample.safe_reason is SafeReason.BOOT:
+                raise ResumeFailed(
+                    "the firmware restarted since the checkpoint (its clock and encoder totals"
+                    " began again): what moved meanwhile is unknown; rinse back and end by hand"
+                )
+            await self._load_limits()
+            seen = f"{sample.state} ({sample.safe_reason})"
             phase = leaf(checkpoint["state"])
             question = (
                 f"firmware {seen}; resume {phase} at exchanged "
@@ -601,16 +643,19 @@ class Controller:
             )
             if not await self._while_asking(confirm(question)):
                 raise ResumeDeclined(f"resume of {phase} declined; the rig stays safe")
-            await self._arm_for("resume")
-            sample = await self._cycle()
-            end = sample.t_ms + int(VALVE_SETTLE_S * 1000)
-            while sample.safe and sample.t_ms < end:  # in flight before the arm
+            if phase != "alarm":
+                # an explicit arm, after the confirmation; in `alarm` the rig stays safe and
+                # the operator's acknowledge and resume arm it, as in an uninterrupted run
+                await self._arm_for("resume")
                 sample = await self._cycle()
-            if sample.safe:
-                raise StepFailed(f"firmware stays safe after arming ({sample.safe_reason})")
-            moved = self._restore(checkpoint, history)
+                end = sample.t_ms + int(VALVE_SETTLE_S * 1000)
+                while sample.safe and sample.t_ms < end:  # in flight before the arm
+                    sample = await self._cycle()
+                if sample.safe:
+                    raise ResumeFailed(f"firmware stays safe after arming ({sample.safe_reason})")
+            self._restore(checkpoint, history, moved)
             self._emit(
-                sample.t_ms,
+                self.sample.t_ms if self.sample else 0,
                 "resumed",
                 {"phase": phase, "firmware_was": seen, "moved_while_away_ml": moved},
             )
@@ -622,29 +667,39 @@ class Controller:
     async def _while_asking(self, answer: Awaitable[bool]) -> bool:
         """Keep reading samples (and the link alive) while a person thinks."""
         task = asyncio.ensure_future(answer)
-        while not task.done():
-            await self._cycle()
+        try:
+            while not task.done():
+                await self._cycle()
+        finally:
+            if not task.done():
+                task.cancel()
         return task.result()
 
+    @staticmethod
+    def _moved_since(cp: dict[str, Any], sample: Sample) -> dict[str, float] | None:
+        """What the encoders counted after the checkpoint; None when the firmware's totals
+        (or clock) went back, i.e. it restarted since."""
+        then: dict[str, float] = cp.get("totals_ml") or {}
+        now = sample.totals_ml
+        if not then or not now or sample.t_ms < cp.get("t_ms", 0):
+            return None
+        if any(now[n] < then[n] for n in PUMP_NAMES):
+            return None
+        return {n: round(now[n] - then[n], 4) for n in PUMP_NAMES}
+
     def _restore(
-        self, cp: dict[str, Any], history: list[TransitionRecord]
-    ) -> dict[str, float] | None:
-        """The journaled state back in place; returns what the encoders counted after the
-        checkpoint (None when the firmware restarted since and its totals began again)."""
+        self, cp: dict[str, Any], history: list[TransitionRecord], moved: dict[str, float]
+    ) -> None:
+        """The journaled state back in place, plus what the pumps moved after the
+        checkpoint until the watchdog stopped them (counted by the encoders)."""
         v = self.volumes
         v.pumped_ml.update(cp["pumped_ml"])
         v.exchanged_ml = cp["exchanged_ml"]
         v.collected_ml = cp["collected_ml"]
         v.last_t_ms = self.sample.t_ms if self.sample is not None else None
-        then: dict[str, float] = cp.get("totals_ml") or {}
-        now = self.sample.totals_ml if self.sample is not None else {}
-        moved = None
-        if then and now and all(now[n] >= then[n] for n in PUMP_NAMES):
-            # the pumps ran on after the newest checkpoint until the watchdog stopped them
-            moved = {n: round(now[n] - then[n], 4) for n in PUMP_NAMES}
-            state = leaf(cp["state"])
-            acting = leaf(cp["interrupted"]) if state == "alarm" and cp["interrupted"] else state
-            v.add_moved(moved, acting, bool(cp.get("collecting")))
+        state = leaf(cp["state"])
+        acting = leaf(cp["interrupted"]) if state == "alarm" and cp["interrupted"] else state
+        v.add_moved(moved, acting, bool(cp.get("collecting")))
         r = self._run
         r.phase_ms = dict(cp["phase_ms"])
         r.safe_ms = cp["safe_ms"]
@@ -652,9 +707,12 @@ class Controller:
         r.rinse_start_ml = cp["rinse_start_ml"]
         r.alarms = [AlarmOut(t_s=t, cause=cause) for t, cause in cp["raised"]]
         self.safety.restore(cp["scale_base"], cp["active_alarms"])
-        self.machine.now_ms = self.sample.t_ms if self.sample is not None else 0
-        self.machine.restore(cp["state"], cp["interrupted"], cp["entered_ms"], history)
-        return moved
+        now = self.sample.t_ms if self.sample is not None else 0
+        self.machine.now_ms = now
+        # `connecting` ramps the blood flow up from its entry: it starts again
+        entered = now if state == "connecting" else cp["entered_ms"]
+        self.machine.restore(cp["state"], cp["interrupted"], entered, history)
+        self.resuming = False
 
     def checkpoint(self) -> dict[str, Any]:
         """All a resumed run needs, as plain data; the journal keeps the newest."""
@@ -662,6 +720,7 @@ class Controller:
         v = self.volumes
         r = self._run
         return {
+            "t_ms": self.sample.t_ms if self.sample is not None else 0,
             "state": m.state,
             "interrupted": m.interrupted,
             "entered_ms": m.entered_ms,
@@ -685,16 +744,18 @@ class Controller:
         m = self.machine
         try:
             await body()
-        except ResumeDeclined:
-            raise
+        except (ResumeDeclined, ResumeFailed):
+            raise  # refused before anything moved: the firmware is as it was found
         except Exception as exc:  # the loop must end safe whatever happened
             self._run.error = "".join(traceback.format_exception_only(exc)).strip()
             self.traceback = traceback.format_exc()
+            await self._safe_anyway()  # first: nothing below may stand in its way
             t = self.sample.t_ms if self.sample is not None else 0
-            self._emit(t, "error", {"error": self._run.error, "traceback": self.traceback})
-            await self._safe_anyway()
+            with contextlib.suppress(Exception):  # a dead journal must not hide the fault
+                self._emit(t, "error", {"error": self._run.error, "traceback": self.traceback})
             if m.phase != "fault":
-                await m.fail(cause=self._run.error)
+                with contextlib.suppress(Exception):
+                    await m.fail(cause=self._run.error)
         except BaseException:  # cancelled, Ctrl-C: still command the safe state, then go
             await asyncio.shield(self._safe_anyway())
             raise

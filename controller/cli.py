@@ -158,14 +158,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             journal=journal,
         )
         with progress:
-            summary, _ = asyncio.run(run_treatment(rig, rx, opts))
-    return _finish_run(args, progress, summary)
+            summary, controller = asyncio.run(run_treatment(rig, rx, opts))
+    return _finish_run(args, progress, summary, controller.session_id)
 
 
-def _finish_run(args: argparse.Namespace, progress: Any, summary: Any) -> int:
+def _finish_run(args: argparse.Namespace, progress: Any, summary: Any, session: int | None) -> int:
     """Summary lines, summary JSON, the report: the same after a run and after a resume."""
-    from controller.journal import latest_session
-
     if summary.pre_start is not None and not summary.pre_start.allowed:
         print("start refused: " + "; ".join(summary.pre_start.reasons))
     print("\n".join(progress.summary_lines(summary)))
@@ -173,10 +171,11 @@ def _finish_run(args: argparse.Namespace, progress: Any, summary: Any) -> int:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(summary.model_dump_json(indent=2) + "\n")
         print(f"summary: {args.summary_json}")
-    session = args.resume if args.resume is not None else latest_session(args.journal)
-    out = _write_report(args.journal, session, args.report)
     print(f"journal: {args.journal} (session {session})")
-    print(f"report: {out}")
+    try:
+        print(f"report: {_write_report(args.journal, session, args.report)}")
+    except Exception as exc:  # the treatment's outcome stands; the report can be made again
+        print(f"report failed ({exc}); try: alsctl report {session}", file=sys.stderr)
     return 0 if summary.completed else 1
 
 
@@ -227,7 +226,7 @@ def _resume(args: argparse.Namespace) -> int:
         )
         with progress:
             summary, _ = asyncio.run(resume_treatment(record, opts, confirm))
-    return _finish_run(args, progress, summary)
+    return _finish_run(args, progress, summary, args.resume)
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -153,6 +154,7 @@ class Journal:
         self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._subscribers: list[Callable[[list[Committed]], None]] = []
         self._error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._writer, name="journal", daemon=True)
         self._thread.start()
 
@@ -191,11 +193,14 @@ class Journal:
         future.result(timeout=timeout)
 
     def close(self) -> None:
+        self._closed = True
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
 
     def _put(self, kind: str, item: Any) -> None:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
         if self._error is not None:
             raise JournalError(f"journal {self.path}: writer stopped: {self._error}")
         self._queue.put((kind, item))
@@ -210,17 +215,15 @@ class Journal:
     def _writer(self) -> None:
         conn = connect(self.path)
         try:
-            # the only writer: event numbers are given here, so a batch needs no lastrowid
-            self._next_event_id = conn.execute(
-                "SELECT coalesce(max(id), 0) + 1 FROM event"
-            ).fetchone()[0]
             stop = False
             while not stop:
                 items = [self._queue.get()]
                 deadline = time.monotonic() + BATCH_WAIT_S
+                urgent = items[0] is not None and items[0][0] in URGENT
                 while len(items) < BATCH and items[-1] is not None:
-                    # an event takes what is already queued, then commits at once
-                    wait = 0.0 if items[-1][0] in URGENT else deadline - time.monotonic()
+                    urgent = urgent or items[-1][0] in URGENT
+                    # once an event is in, take what is already queued, then commit at once
+                    wait = 0.0 if urgent else deadline - time.monotonic()
                     try:
                         items.append(
                             self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
@@ -241,21 +244,41 @@ class Journal:
         """One transaction for everything taken. Rows are prepared first and written with
         one `executemany` per table: each call into SQLite gives up the GIL and must win it
         back from a busy control loop, so a statement per row would crawl at full speed."""
-        committed: list[Committed] = []
-        done: list[tuple[Future[Any], Any]] = []
-        events: list[tuple[int, int, int, str, str]] = []
+        done: list[tuple[Future[Any], Any]] = [
+            (item, None) for kind, item in items if kind == "flush"
+        ] + [(item[-1], None) for kind, item in items if kind == "session"]
+        try:
+            committed = self._write(conn, items, done)
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for future, _ in done:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for callback in self._subscribers:  # before flush() returns: all shown by then
+            try:
+                callback(committed)
+            except Exception as exc:  # a broken console must not stop the journal
+                print(f"journal subscriber failed: {exc!r}", file=sys.stderr)
+        for future, value in done:
+            future.set_result(value)
+
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        items: list[tuple[str, Any]],
+        done: list[tuple[Future[Any], Any]],
+    ) -> list[Committed]:
+        events: list[tuple[int, int, str, dict[str, Any]]] = []
         trends: dict[tuple[int, int], list[tuple[int, dict[str, Any]]]] = {}
         snapshots: list[tuple[int, str, str]] = []
         ends: list[tuple[str, int, int, str, int]] = []
         sessions: list[tuple[Any, ...]] = []
         checkpoints: dict[int, tuple[int, str, dict[str, Any]]] = {}
-        next_id = self._next_event_id
         for kind, item in items:
             if kind == "event":
-                session, t_ms, what, body = item
-                events.append((next_id, session, t_ms, what, json.dumps(body)))
-                committed.append(Committed(next_id, session, t_ms, what, body))
-                next_id += 1
+                events.append(item)
             elif kind == "checkpoint":
                 session, t_ms, state, body = item
                 checkpoints[session] = (t_ms, state, body)
@@ -270,58 +293,60 @@ class Journal:
             elif kind == "end":
                 session, state, rig_ms, completed = item
                 ends.append((state, rig_ms, int(completed), _now(), session))
-            elif kind == "flush":
-                done.append((item, None))
-        conn.execute("BEGIN")
-        try:
-            for rig_id, backend, prescription, mode, snaps, future in sessions:
-                cur = conn.execute(
-                    "INSERT INTO session (started_utc, rig_id, backend, prescription, mode,"
-                    " state) VALUES (?, ?, ?, ?, ?, 'idle')",
-                    (_now(), rig_id, backend, prescription, mode),
-                )
-                sid = cur.lastrowid
-                snapshots += [(sid, what, json.dumps(body)) for what, body in snaps.items()]
-                done.append((future, sid))
-            if events:
-                conn.executemany("INSERT INTO event VALUES (?, ?, ?, ?, ?)", events)
-            if trends:
-                conn.executemany(
-                    "INSERT INTO trend VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (sid, rows[0][0], rows[-1][0], full, json.dumps(rows))
-                        for (sid, full), rows in trends.items()
-                    ],
-                )
-            if snapshots:
-                conn.executemany("INSERT OR REPLACE INTO snapshot VALUES (?, ?, ?)", snapshots)
-            if checkpoints:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)",
-                    [(sid, t, json.dumps(body)) for sid, (t, _s, body) in checkpoints.items()],
-                )
-                conn.executemany(
-                    "UPDATE session SET state = ?, rig_time_ms = ? WHERE id = ?",
-                    [(state, t, sid) for sid, (t, state, _b) in checkpoints.items()],
-                )
-            if ends:
-                conn.executemany(
-                    "UPDATE session SET state = ?, rig_time_ms = ?, completed = ?,"
-                    " ended_utc = ? WHERE id = ?",
-                    ends,
-                )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            conn.execute("ROLLBACK")
-            for future, _ in done:
-                future.set_exception(exc)
-            raise
-        self._next_event_id = next_id
-        for future, value in done:
-            future.set_result(value)
-        if committed:
-            for callback in self._subscribers:
-                callback(committed)
+        bodies = [json.dumps(body) for _s, _t, _k, body in events]
+        # IMMEDIATE: the write lock from the start, so the numbers taken below are ours even
+        # when another alsctl writes to the same file
+        conn.execute("BEGIN IMMEDIATE")
+        for rig_id, backend, prescription, mode, snaps, future in sessions:
+            cur = conn.execute(
+                "INSERT INTO session (started_utc, rig_id, backend, prescription, mode,"
+                " state) VALUES (?, ?, ?, ?, ?, 'idle')",
+                (_now(), rig_id, backend, prescription, mode),
+            )
+            sid = cur.lastrowid
+            snapshots += [(sid, what, json.dumps(body)) for what, body in snaps.items()]
+            done[:] = [(f, sid if f is future else v) for f, v in done]
+        committed: list[Committed] = []
+        if events:
+            first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+            committed = [
+                Committed(first + n, session, t_ms, what, body)
+                for n, (session, t_ms, what, body) in enumerate(events)
+            ]
+            conn.executemany(
+                "INSERT INTO event VALUES (?, ?, ?, ?, ?)",
+                [
+                    (c.id, c.session, c.t_ms, c.kind, text)
+                    for c, text in zip(committed, bodies, strict=True)
+                ],
+            )
+        if trends:
+            conn.executemany(
+                "INSERT INTO trend VALUES (?, ?, ?, ?, ?)",
+                [
+                    (sid, rows[0][0], rows[-1][0], full, json.dumps(rows))
+                    for (sid, full), rows in trends.items()
+                ],
+            )
+        if snapshots:
+            conn.executemany("INSERT OR REPLACE INTO snapshot VALUES (?, ?, ?)", snapshots)
+        if checkpoints:
+            conn.executemany(
+                "INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)",
+                [(sid, t, json.dumps(body)) for sid, (t, _s, body) in checkpoints.items()],
+            )
+            conn.executemany(
+                "UPDATE session SET state = ?, rig_time_ms = ? WHERE id = ?",
+                [(state, t, sid) for sid, (t, state, _b) in checkpoints.items()],
+            )
+        if ends:
+            conn.executemany(
+                "UPDATE session SET state = ?, rig_time_ms = ?, completed = ?,"
+                " ended_utc = ? WHERE id = ?",
+                ends,
+            )
+        conn.execute("COMMIT")
+        return committed
 
 
 # -- reading -----------------------------------------------------------------------------

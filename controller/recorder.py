@@ -77,9 +77,8 @@ class Recorder:
         t = status.t_ms
         v = status.volumes
         vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
-        if t >= self._next_checkpoint_ms:
+        if t >= self._next_checkpoint_ms and self._checkpoint(t):
             self._next_checkpoint_ms = t + CHECKPOINT_MS
-            self._checkpoint(t)
         if t <= self._full_until_ms:
             row = trend_row(status.sample, status.phase, vols, self._extra())
             self.journal.trend(self.session, t, True, row)
@@ -90,11 +89,16 @@ class Recorder:
             row = trend_row(status.sample, status.phase, vols, self._extra())
             self.journal.trend(self.session, t, False, row)
 
-    def _checkpoint(self, t_ms: int) -> None:
+    def _checkpoint(self, t_ms: int) -> bool:
         c = self.controller
+        if c.resuming:
+            return False  # the journaled checkpoint is the one being resumed: keep it
         self.journal.checkpoint(self.session, t_ms, c.machine.phase, c.checkpoint())
+        return True
 
     def transition(self, record: TransitionRecord) -> None:
+        if self.controller.resuming:
+            return  # a resume that failed before restoring: its `fault` is not the session's
         # the checkpoint (already in the new state) goes first: an event is committed at
         # once with whatever is queued before it, so the file never holds a transition
         # that its newest checkpoint has not seen

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 from controller.journal import SessionRecord
+from controller.safety.gate import QUESTIONS
 
 PHASE_COLOURS = {
     "connecting": "#e8f0fe",
@@ -110,7 +111,8 @@ def plots(record: SessionRecord) -> dict[str, str]:
         fig, ax = figure("Plasma solutes (simulation), % of start", "%")
         for name in rows[0]["solute"]:
             first = rows[0]["solute"][name] or 1.0
-            ax.plot(times, [100 * r["solute"][name] / first for r in rows], label=name)
+            level = [100 * r["solute"][name] / first if "solute" in r else None for r in rows]
+            ax.plot(times, level, label=name)
         ax.legend(fontsize=7, loc="upper right")
         out["Plasma solutes (simulation)"] = _png(fig)
 
@@ -252,9 +254,22 @@ def render(record: SessionRecord) -> str:
     parts.append("<h2>Pre-start checklist</h2>")
     if gate:
         g = gate[-1].body
+        answers = g.get("checklist")
+        asked = (
+            [(QUESTIONS.get(k, k), "yes" if v else "no") for k, v in answers.items()]
+            if answers
+            else [("checklist", "not answered")]
+        )
         parts.append(
             _table(
                 [
+                    *asked,
+                    (
+                        "MAP at the gate",
+                        "no valid reading"
+                        if g.get("map_mmhg") is None
+                        else f"{g['map_mmhg']:.0f} mmHg",
+                    ),
                     ("start allowed", "yes" if g["allowed"] else "no"),
                     ("reasons", "; ".join(g["reasons"]) or "none"),
                     ("mode / blood flow", f"{g['mode']} / {g['blood_flow_ml_min']:g} mL/min"),

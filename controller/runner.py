@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.app import ACCOUNTED, Controller, Status
+from controller.app import ACCOUNTED, Controller, ResumeFailed, Status
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_NAMES, RigConfig
 from controller.config.scenario import Scenario
@@ -117,6 +117,11 @@ async def resume_treatment(
     if opts.journal is None:
         raise JournalError("a resume needs the journal it continues")
     cp = record.checkpoint
+    if record.row.backend != "serial":
+        raise JournalError(
+            f"session {record.row.id} ran on {record.row.backend}: a simulated rig ends with"
+            " its process, there is nothing to resume"
+        )
     if record.row.ended_utc is not None:
         raise JournalError(f"session {record.row.id} ended ({record.row.state}): nothing to resume")
     if cp is None or leaf(cp["state"]) not in ACCOUNTED:
@@ -143,6 +148,13 @@ async def resume_treatment(
         return await controller.resume(cp, history, confirm)
 
     summary = await _run(controller, hal, opts, record.row.id, body)
+    if controller.resuming:
+        # refused or failed before anything was restored: the session stays as it was
+        opts.journal.flush()
+        raise ResumeFailed(
+            f"resume of session {record.row.id} failed before anything was restored:"
+            f" {summary.error}; the session is unchanged"
+        )
     _finish(opts, record.row.id, summary)
     return summary, controller
 
@@ -175,6 +187,7 @@ async def _run(
         on_status.insert(0, recorder.status)
         on_transition.insert(0, recorder.transition)
         controller.on_event = recorder.event
+    controller.session_id = session
     controller.on_status = _chain(on_status)
     controller.on_transition = _chain(on_transition)
     if opts.on_controller is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from controller.config.loading import to_yaml
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
+from controller.config.scenario import Scenario
 
 
 @contextlib.contextmanager
@@ -19,6 +20,7 @@ def firmware_sim_process(
     rig: RigConfig,
     prescription: Prescription | None = None,
     speed: float = 1.0,
+    scenario: Scenario | None = None,
 ) -> Iterator[str]:
     """Start it on a new pty; yield the path it prints; stop it afterwards."""
     rig_file = tmp_path / "rig.yaml"
@@ -28,6 +30,10 @@ def firmware_sim_process(
         rx_file = tmp_path / "prescription.yaml"
         rx_file.write_text(to_yaml(prescription))
         cmd += ["--prescription", str(rx_file)]
+    if scenario is not None:
+        scenario_file = tmp_path / "scenario.yaml"
+        scenario_file.write_text(to_yaml(scenario))
+        cmd += ["--scenario", str(scenario_file)]
     cmd += ["--speed", str(speed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:

@@ -22,6 +22,7 @@ import pytest
 
 from controller import journal as jr
 from controller.config.loading import load_rig, to_yaml
+from controller.config.scenario import Scenario
 from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_serial_treatment import LOOP_SHORT, SPEED
 from tests.integration.test_treatment import rx
@@ -129,20 +130,36 @@ def test_killed_at_random_points_the_journal_is_whole_and_keeps_what_it_showed(
 LONGER_LOOP = {**LOOP_SHORT, "purification": {"processed_plasma_ml": 2500}}
 
 
+#: air in the return line 5 min in: the controller is killed while in `alarm`
+AIR = Scenario.model_validate(
+    {"name": "air", "events": [{"at_s": 300, "fault": "air_bubble", "duration_s": 2}]}
+)
+
+
 @pytest.mark.parametrize(
-    ("kill_in", "changes"), [("exchange_collect", LOOP_SHORT), ("purification", LONGER_LOOP)]
+    ("kill_in", "changes", "scenario"),
+    [
+        ("exchange_collect", LOOP_SHORT, None),
+        ("purification", LONGER_LOOP, None),
+        ("alarm", LOOP_SHORT, AIR),
+    ],
 )
 async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_same(
-    tmp_path: Path, kill_in: str, changes: dict[str, Any]
+    tmp_path: Path, kill_in: str, changes: dict[str, Any], scenario: Scenario | None
 ) -> None:
     rig = load_rig("config/rigs/sim.yaml").model_copy(update={"heartbeat_timeout_ms": 1000})
     p = rx("li_als", exchange_volume_pv=None, **changes)
-    reference, _ = await run_treatment(rig, p, RunOptions(gate=CLEAR))
+    auto = 5.0 if scenario else None
+    reference, _ = await run_treatment(
+        rig, p, RunOptions(gate=CLEAR, scenario=scenario, auto_resume_s=auto)
+    )
     (tmp_path / "rig.yaml").write_text(to_yaml(rig))
     (tmp_path / "rx.yaml").write_text(to_yaml(p))
     db = tmp_path / "journal.db"
     common = ["--journal", str(db), "--rig", str(tmp_path / "rig.yaml"), "--plain"]
-    with firmware_sim_process(tmp_path, rig, p, speed=SPEED) as port:
+    if auto:
+        common += ["--auto-resume", str(auto)]
+    with firmware_sim_process(tmp_path, rig, p, speed=SPEED, scenario=scenario) as port:
         proc = subprocess.Popen(
             [
                 *ALSCTL,
@@ -169,6 +186,15 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
         proc.stdout.close()
         row = jr.sessions(db)[0]
         assert row.ended_utc is None and row.state == kill_in
+        # nobody at a terminal to confirm: declined, nothing armed, the session unchanged
+        declined = subprocess.run(
+            [*ALSCTL, "run", "--resume", "last", "--port", port, *common],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert declined.returncode == 1 and "declined" in declined.stderr
+        assert jr.sessions(db)[0] == row
         resumed = subprocess.run(
             [
                 *ALSCTL,
@@ -187,8 +213,9 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
             timeout=300,
         )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    # the firmware had gone safe on its own when the heartbeats stopped
-    assert "firmware safe (heartbeat)" in resumed.stdout
+    # the firmware had gone safe on its own when the heartbeats stopped (or was already,
+    # for the air in the line)
+    assert f"firmware safe ({'air' if kill_in == 'alarm' else 'heartbeat'})" in resumed.stdout
     assert "confirmed by --yes" in resumed.stdout
     summary = jr.load(db, 1).snapshots["summary"]
     assert summary["completed"], summary
@@ -205,7 +232,18 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
     # the pumps ran on after the last checkpoint until the watchdog: the encoders' totals
     # counted it, and the resumed run took it into account
     moved = resumed_event["moved_while_away_ml"]
-    assert moved["blood"] > 0 and moved["plasma"] > 0
+    if kill_in == "alarm":
+        # it stayed safe until the alarm was acknowledged and resumed, as before the kill
+        after = [
+            e
+            for e in record.events
+            if e.id > next(x.id for x in record.events if x.kind == "resumed")
+        ]
+        first_transition = next(e.body for e in after if e.kind == "transition")
+        assert first_transition["source"] == "alarm"
+        assert any(e.kind == "operator" and e.body["request"] == "acknowledge" for e in after)
+    else:
+        assert moved["blood"] > 0 and moved["plasma"] > 0
     assert len(jr.sessions(db)) == 1  # the same session, continued
 
 

@@ -88,6 +88,8 @@ def test_sessions_lists_it_and_the_report_renders_in_chromium(
     assert 'data-plots="6"' in body.group(0) and 'data-plots-loaded="6"' in body.group(0)
     for title in ("Pressures", "Alarm timeline", "Plasma solutes", "Pre-start checklist"):
         assert title in dom
+    assert "severe active bleeding?</td><td>no" in dom  # the answers, one by one
+    assert re.search(r"MAP at the gate</td><td>\d+ mmHg", dom)
     png = screenshot(out, tmp_path / "report.png")
     pixels = image.imread(png)
     assert pixels.shape[0] > 3000
