@@ -68,7 +68,8 @@ class Lines:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
-    os.kill(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
 
@@ -183,8 +184,10 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
             text=True,
         )
         lines = Lines(proc)
-        lines.wait_for(rf"-> {kill_in} ", timeout=120)
-        _kill(proc)
+        try:
+            lines.wait_for(rf"-> {kill_in} ", timeout=120)
+        finally:
+            _kill(proc)  # also when it never got there: no process outlives the test
         assert proc.stderr is not None
         proc.stderr.close()
         lines.all()
