@@ -22,10 +22,9 @@ from controller.journal import Journal
 
 TREND_MS = 1000
 WINDOW_MS = 30_000
-#: A resumed run starts from the newest checkpoint: what the pumps moved after it (at most
-#: this, plus the firmware's heartbeat timeout) is not accounted. 500 ms is under 1 mL of
-#: plasma at 100 mL/min and 2 mL of blood at 250 mL/min; every transition and alarm also
-#: writes one.
+#: A resumed run starts from the newest checkpoint and adds what the encoders' totals say
+#: the pumps moved after it; the period only bounds how stale the phase and alarms can be.
+#: Every transition and alarm also writes one.
 CHECKPOINT_MS = 500
 
 
@@ -79,15 +78,17 @@ class Recorder:
         vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
         if t >= self._next_checkpoint_ms and self._checkpoint(t):
             self._next_checkpoint_ms = t + CHECKPOINT_MS
-        if t <= self._full_until_ms:
-            row = trend_row(status.sample, status.phase, vols, self._extra())
-            self.journal.trend(self.session, t, True, row)
-        else:
+        full = t <= self._full_until_ms
+        due = t >= self._next_trend_ms
+        if not full:
             self._ring.append((status.sample, status.phase, vols))
-        if t >= self._next_trend_ms:
-            self._next_trend_ms = t - t % TREND_MS + TREND_MS
-            row = trend_row(status.sample, status.phase, vols, self._extra())
-            self.journal.trend(self.session, t, False, row)
+        if full or due:
+            row = trend_row(status.sample, status.phase, vols, self._extra())  # built once
+            if full:
+                self.journal.trend(self.session, t, True, row)
+            if due:
+                self._next_trend_ms = t - t % TREND_MS + TREND_MS
+                self.journal.trend(self.session, t, False, row)
 
     def _checkpoint(self, t_ms: int) -> bool:
         c = self.controller
