@@ -258,7 +258,7 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
     assert len(jr.sessions(db)) == 1  # the same session, continued
 
 
-def test_a_resume_needs_a_session_that_reached_treatment(tmp_path: Path) -> None:
+def test_a_simulated_session_is_not_resumed_and_a_resume_needs_a_port(tmp_path: Path) -> None:
     db = tmp_path / "journal.db"
     done = subprocess.run(
         [*ALSCTL, "run", "--sim", "--plain", "--journal", str(db)],
@@ -274,7 +274,8 @@ def test_a_resume_needs_a_session_that_reached_treatment(tmp_path: Path) -> None
         timeout=60,
     )
     assert again.returncode == 2
-    assert "nothing to resume" in again.stderr or "before the treatment began" in again.stderr
+    # the simulated rig ended with its process (checked before anything else)
+    assert "ran on sim" in again.stderr and "nothing to resume" in again.stderr
     sim = subprocess.run(
         [*ALSCTL, "run", "--resume", "1", "--journal", str(db)],
         capture_output=True,
