@@ -32,6 +32,12 @@ def _realtime(item: pytest.Item) -> bool:
     return item.nodeid.startswith(REALTIME) or "[serial" in item.nodeid
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # known even when xdist is not loaded (`-p no:xdist`, a single test under a debugger)
+    config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which turns the group into a nodeid suffix
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _realtime(item):
@@ -47,6 +53,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Wall-clock tests first on the CPU: at 40x a 1 s watchdog is 25 ms of wall time, and
     the other worker's simulation would otherwise take its share of a 2-core machine. Best
     effort: only root may lower a nice value (CI runs as root)."""
+    if (
+        _realtime(item)
+        and os.environ.get("PYTEST_XDIST_WORKER")
+        and item.config.getoption("dist", None) == "loadgroup"
+    ):
+        # xdist groups by a suffix it writes into the node id; if a pytest upgrade makes
+        # that write a no-op (as pytest 9 did), wall-clock tests would share the CPU
+        assert item.nodeid.endswith("@realtime"), (
+            f"{item.nodeid}: xdist did not group it (pytest {pytest.__version__})"
+        )
     with contextlib.suppress(PermissionError, OSError):
         os.setpriority(os.PRIO_PROCESS, 0, NICE_REALTIME if _realtime(item) else NICE_OTHER)
 
