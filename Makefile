@@ -45,6 +45,7 @@ format: install
 
 schema: install
 	$(VENV)/bin/alsctl schema --out docs/schemas
+	$(VENV)/bin/alsctl asyncapi --out docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -47,6 +47,8 @@ VALVE_SETTLE_S = 0.5
 ZERO_TOLERANCE_MMHG = 50.0
 #: Consecutive link-lost timeouts (300 ms each) after which the run gives up: 30 s.
 LINK_GIVE_UP = 100
+#: The result of a request whose caller stopped waiting before the loop reached it.
+EXPIRED = "expired: not applied, its caller stopped waiting"
 #: States during which volumes are accounted (from connection on).
 ACCOUNTED = frozenset(
     {"connecting", "exchange", "exchange_collect", "purification", "rinse_back", "paused", "alarm"}
@@ -78,6 +80,17 @@ class Status:
     volumes: Volumes
     alarms: list[str]
     sample: Sample
+
+
+@dataclass(slots=True)
+class Request:
+    """An operator's (or a dashboard's) request, as queued for the next cycle."""
+
+    trigger: str
+    cause: str
+    answer: asyncio.Future[str] | None = None
+    #: the loop has begun to apply it: it can no longer expire
+    taken: bool = False
 
 
 @dataclass(slots=True)
@@ -121,7 +134,7 @@ class Controller:
         self.max_rig_ms = int(1000 * (max_rig_s if max_rig_s is not None else 2 * plan.total_s))
         self.sample: Sample | None = None
         self.limits = FirmwareLimits.from_rig(rig)
-        self._requests: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._requests: asyncio.Queue[Request] = asyncio.Queue()
         self._sent: dict[str, float | str] = {}
         self._run = _Run()
         self._last_state_ms = 0
@@ -146,9 +159,19 @@ class Controller:
         self.session_id: int | None = None
 
     # -- operator -----------------------------------------------------------------------
-    def request(self, trigger: str, cause: str = "operator") -> None:
-        """Queue an operator action; it is applied at the next cycle (refused if illegal)."""
-        self._requests.put_nowait((trigger, cause))
+    def request(
+        self, trigger: str, cause: str = "operator", answer: asyncio.Future[str] | None = None
+    ) -> Request:
+        """Queue an operator action; it is applied at the next cycle (refused if illegal).
+
+        `answer` gets the result ("done", "refused: why", "failed: why") once applied. A
+        remote caller that stops waiting cancels it before the loop has `taken` it, and the
+        request then expires unapplied: an action must never land after whoever asked for
+        it was told it would not. Once taken, the caller waits for the real result.
+        """
+        request = Request(trigger, cause, answer)
+        self._requests.put_nowait(request)
+        return request
 
     # -- one cycle ----------------------------------------------------------------------
     async def _cycle(self) -> Sample:
@@ -381,7 +404,12 @@ class Controller:
     async def _apply_requests(self) -> None:
         t = self.sample.t_ms if self.sample is not None else 0
         while not self._requests.empty():
-            trigger, cause = self._requests.get_nowait()
+            request = self._requests.get_nowait()
+            trigger, cause, answer = request.trigger, request.cause, request.answer
+            if answer is not None and answer.cancelled():
+                self._emit(t, "operator", {"request": trigger, "cause": cause, "result": EXPIRED})
+                continue
+            request.taken = True
             result = "done"
             try:
                 if trigger == "acknowledge":
@@ -399,12 +427,38 @@ class Controller:
                     )
                 if trigger in ("resume", "stop") and self.sample is not None and self.sample.safe:
                     await self._arm_for(trigger)
+                if trigger == "start" and self.machine.phase == "ready":
+                    self._gate_still_passes()
+                    self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
+                    cause = f"{cause}; {self.override_note}" if self.override_note else cause
                 await self.machine.request(trigger, cause)
             except (IllegalRequest, CommandRefused) as exc:
                 self.rejected.append(f"{trigger}: {exc}")
                 result = f"refused: {exc}"
+            except Exception as exc:  # the loop's fault handler takes it from here
+                result = f"failed: {exc}"
+                raise
             finally:
                 self._emit(t, "operator", {"request": trigger, "cause": cause, "result": result})
+                if answer is not None and not answer.done():
+                    answer.set_result(result)
+
+    def _gate_still_passes(self) -> None:
+        """A start held at `ready` may come long after the pre-start checks: the MAP and the
+        alarms are judged again, now, and a start they would refuse is refused."""
+        reading = self.sample.sensors["map"]  # type: ignore[union-attr]
+        result = gate.evaluate(
+            self.rx,
+            self.gate_answers,
+            reading.value if reading.valid else None,
+            self.rig.alarms.map_low_mmhg,
+        )
+        present = self.safety.alarms.conditions_present()
+        reasons = result.reasons if not result.allowed else []
+        if present:
+            reasons = [*reasons, "alarm conditions present: " + ", ".join(present)]
+        if reasons:
+            raise IllegalRequest("cannot start: " + "; ".join(reasons))
 
     async def _arm_for(self, trigger: str) -> None:
         try:
@@ -582,16 +636,29 @@ class Controller:
         await m.self_test_passed(cause="every part answered")
         await self.prime()
         await m.primed(cause="prime volume reached, no air")
-        if await self._gate() and self.auto_start:
-            # the scale baseline first: the checkpoint of the `connecting` transition has it
-            self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
-            await m.start(
-                cause="gate passed"
-                if self.gate_result and not self.gate_result.override
-                else getattr(self, "override_note", "gate passed")
-            )
-            await self._treat()
+        if await self._gate():
+            if self.auto_start:
+                # the scale baseline first: the checkpoint of `connecting` has it
+                self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
+                await m.start(
+                    cause="gate passed"
+                    if self.gate_result and not self.gate_result.override
+                    else getattr(self, "override_note", "gate passed")
+                )
+            if self.auto_start or await self._hold_at_ready():
+                await self._treat()
         await self._stop_all()
+
+    async def _hold_at_ready(self) -> bool:
+        """Primed and checked, the rig waits at `ready` for an explicit start (a remote
+        `start_treatment`, when a rig allows it) or an `end`; True once started."""
+        while self.machine.phase == "ready":
+            sample = await self._cycle()
+            if sample.t_ms > self.max_rig_ms:
+                raise StepFailed(f"nobody started the treatment in {self.max_rig_ms / 3.6e6:.1f} h")
+            self._evaluate_safety(sample)
+            await self._apply_requests()
+        return self.machine.phase == "connecting"
 
     async def resume(
         self,

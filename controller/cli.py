@@ -19,6 +19,7 @@ from controller import sizing
 from controller.config import (
     MODELS,
     Prescription,
+    RigConfig,
     Scenario,
     load,
     load_prescription,
@@ -143,6 +144,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = "serial" if args.port else "sim"
     if args.port:
         rig = rig.model_copy(update={"backend": "serial"})
+    bridge = _mqtt_bridge(args, rig)
+    if args.hold and (bridge is None or "start_treatment" not in rig.mqtt.commands):
+        from controller.mqtt.broker import MqttConfigError
+
+        raise MqttConfigError(
+            "--hold waits for a remote start: give --mqtt, and list start_treatment in the"
+            " rig file's mqtt.commands (remote start is off by default)"
+        )
     progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
     print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}")
     with Journal(args.journal) as journal:
@@ -156,10 +165,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             gate=answers,
             auto_resume_s=args.auto_resume,
             journal=journal,
+            mqtt=bridge,
+            hold_at_ready=args.hold,
         )
         with progress:
             summary, controller = asyncio.run(run_treatment(rig, rx, opts))
     return _finish_run(args, progress, summary, controller.session_id)
+
+
+def _mqtt_bridge(args: argparse.Namespace, rig: Any) -> Any:
+    """The bridge for `--mqtt URL`; credentials from the environment or the rig file."""
+    if not args.mqtt:
+        return None
+    import logging
+
+    from controller.mqtt.bridge import MqttBridge
+    from controller.mqtt.broker import Broker
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    broker = Broker.from_url(args.mqtt, rig.mqtt, default_user=rig.rig_id)
+    print(f"mqtt: {broker.where} as {broker.username}, topics als/{rig.rig_id}/...")
+    return MqttBridge(broker, rig.mqtt, rig.rig_id)
 
 
 def _finish_run(args: argparse.Namespace, progress: Any, summary: Any, session: int | None) -> int:
@@ -223,6 +249,7 @@ def _resume(args: argparse.Namespace) -> int:
             on_status=progress.status,
             auto_resume_s=args.auto_resume,
             journal=journal,
+            mqtt=_mqtt_bridge(args, RigConfig.model_validate(record.snapshots["rig"])),
         )
         with progress:
             summary, _ = asyncio.run(resume_treatment(record, opts, confirm))
@@ -290,16 +317,40 @@ def _ask_yes(question: str) -> bool:
             return answer.startswith("y")
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from controller.mqtt.broker import Broker, MqttConfigError
+    from controller.mqtt.monitor import monitor
+
+    broker = Broker.from_url(args.mqtt)
+    if broker.username is None:
+        raise MqttConfigError("no MQTT user: set ALSCTL_MQTT_USERNAME and ALSCTL_MQTT_PASSWORD")
+    live = not args.plain and sys.stdout.isatty()
+    asyncio.run(monitor(broker, args.rig, sys.stdout, live=live))
+    return 0
+
+
+def _write_generated(text: str, out: str) -> int:
+    """A generated document to a file (its path printed) or to stdout with `-`."""
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)
+        print(out)
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from controller.mqtt.asyncapi import asyncapi_yaml
+
+    return _write_generated(asyncapi_yaml(), args.out)
+
+
 def cmd_diagram(args: argparse.Namespace) -> int:
     from controller.fsm.diagram import state_machine_markdown
 
-    text = state_machine_markdown()
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.out).write_text(text)
-        print(args.out)
-    return 0
+    return _write_generated(state_machine_markdown(), args.out)
 
 
 def cmd_firmware_sim(args: argparse.Namespace) -> int:
@@ -377,7 +428,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a session whose controller died (serial rig; 'last' for the newest)",
     )
     p.add_argument("--yes", action="store_true", help="confirm a resume without asking")
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish to this broker (mqtt://HOST:PORT or mqtts://); credentials from"
+        " ALSCTL_MQTT_USERNAME / ALSCTL_MQTT_PASSWORD or the rig file, never the URL",
+    )
+    p.add_argument(
+        "--hold",
+        action="store_true",
+        help="after the pre-start checks, wait at ready for a remote start_treatment",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("monitor", help="a live view of the rigs publishing to a broker")
+    p.add_argument("--mqtt", metavar="URL", required=True, help="mqtt://HOST:PORT or mqtts://")
+    p.add_argument("--rig", metavar="ID", help="one rig (default: every rig)")
+    p.add_argument("--plain", action="store_true", help="a line per change even on a terminal")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI 3 description of the MQTT API")
+    p.add_argument("--out", default="docs/asyncapi.yaml", help="file, or - for stdout")
+    p.set_defaults(func=cmd_asyncapi)
 
     p = sub.add_parser("sessions", help="list the journaled sessions")
     p.add_argument("--journal", default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")

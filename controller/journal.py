@@ -163,6 +163,10 @@ class Journal:
         """`callback` gets every committed event, in order, on the writer thread."""
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Callable[[list[Committed]], None]) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
     def start_session(
         self, *, rig_id: str, backend: str, prescription: str, mode: str, snapshots: dict[str, Any]
     ) -> int:
@@ -256,7 +260,7 @@ class Journal:
                 if not future.done():
                     future.set_exception(exc)
             raise
-        for callback in self._subscribers:  # before flush() returns: all shown by then
+        for callback in list(self._subscribers):  # before flush() returns: all shown by then
             try:
                 callback(committed)
             except Exception as exc:  # a broken console must not stop the journal

@@ -21,6 +21,7 @@ from controller.fsm.machine import TransitionRecord, leaf
 from controller.hal import open_hal
 from controller.hal.base import Hal
 from controller.journal import Journal, JournalError, SessionRecord
+from controller.mqtt.bridge import MqttBridge
 from controller.recorder import Recorder
 from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import SoluteOut, Summary
@@ -53,6 +54,10 @@ class RunOptions:
     auto_resume_s: float | None = None
     #: where the session is journaled (None: not journaled, as in most tests)
     journal: Journal | None = None
+    #: publishes the run to a broker (needs the journal: it publishes what was committed)
+    mqtt: MqttBridge | None = None
+    #: after the pre-start checks, wait at `ready` for an explicit (remote) start
+    hold_at_ready: bool = False
 
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
@@ -87,6 +92,7 @@ async def run_treatment(
         max_rig_s=opts.max_rig_s,
         gate_answers=opts.gate,
         auto_resume_s=opts.auto_resume_s,
+        auto_start=not opts.hold_at_ready,
     )
     session = None
     if opts.journal is not None:
@@ -168,9 +174,12 @@ async def _run(
 ) -> Summary:
     on_status = [opts.on_status] if opts.on_status else []
     on_transition = [controller.on_transition] if controller.on_transition else []
+    bridge = opts.mqtt
+    if bridge is not None and (opts.journal is None or session is None):
+        raise JournalError("MQTT publishes what the journal has committed: give a journal")
+    solutes = None
     if opts.journal is not None and session is not None:
         physics = getattr(hal, "physics", None)
-        solutes = None
         if physics is not None:
             names = [s.name for s in physics.params.solutes]
 
@@ -187,11 +196,16 @@ async def _run(
         on_status.insert(0, recorder.status)
         on_transition.insert(0, recorder.transition)
         controller.on_event = recorder.event
+    if bridge is not None:
+        bridge.solutes = solutes
+        on_status.append(bridge.status)
     controller.session_id = session
     controller.on_status = _chain(on_status)
     controller.on_transition = _chain(on_transition)
     if opts.on_controller is not None:
         opts.on_controller(controller)
+    if bridge is not None:
+        bridge.start(controller, opts.journal, session)  # type: ignore[arg-type]
     # what exists now lives as long as the run: frozen, a full garbage collection never
     # walks it, so it cannot pause the control loop past the firmware's watchdog
     gc.collect()
@@ -201,6 +215,8 @@ async def _run(
             return await body()
     finally:
         gc.unfreeze()
+        if bridge is not None:
+            await bridge.close()
 
 
 def _chain(callbacks: list[Callable[[Any], None]]) -> Callable[[Any], None] | None:

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config.mqtt import MqttSettings
 
 PUMP_NAMES = (
     "blood",
@@ -214,6 +215,7 @@ class RigConfig(Strict):
     sensors: Sensors = Sensors()
     alarms: AlarmLimits = AlarmLimits()
     sim: SimRig = SimRig()
+    mqtt: MqttSettings = MqttSettings()
 
     @model_validator(mode="after")
     def _timing(self) -> RigConfig:

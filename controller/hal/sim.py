@@ -152,9 +152,12 @@ class SimHal(Hal):
                 self._yield_at = loop.time() + YIELD_EVERY_S
         else:
             loop = asyncio.get_running_loop()
-            due = self._real_start + (sample.t_ms - self._rig_start_ms) / 1000.0 / self.speed
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await asyncio.sleep(max(0.0, self.due(sample.t_ms) - loop.time()))
         return sample
+
+    def due(self, t_ms: int) -> float:
+        """The loop time a paced sample is due (bench/mqtt_load.py measures lateness)."""
+        return self._real_start + (t_ms - self._rig_start_ms) / 1000.0 / (self.speed or 1.0)
 
     def _answer(self, command: str, nak: str | None) -> None:
         if nak is not None:

@@ -1,0 +1,506 @@
+"""The MQTT bridge: a running treatment published to a broker, remote commands brought back.
+
+Why it is built this way:
+
+- **The control loop never waits for it.** The loop's hooks (`status` every cycle) only
+  append to a bounded deque and set an event; one task of its own publishes. When that
+  deque is full the oldest telemetry is dropped and counted (`Telemetry.dropped`).
+- **Alarms and events come from the journal, after commit.** The bridge subscribes to the
+  journal's commits and keeps an outbox in journal order; an event leaves the outbox only
+  once the broker has acknowledged it (QoS 1). A broker outage therefore loses nothing that
+  was journaled: after reconnecting (with backoff) the bridge resubscribes, republishes the
+  retained status, state and active alarms, and replays the outbox in order.
+- **Retained state is a value, not a stream:** only the newest is ever published.
+- **Commands are requests to the controller, never actions of their own.** An allow-listed
+  command is queued like an operator's and answered with what the controller did; a command
+  the loop has not applied within `command_timeout_s` expires unapplied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+
+from controller.app import EXPIRED, Controller, Status
+from controller.config.mqtt import COMMANDS, MqttSettings
+from controller.config.prescription import Prescription
+from controller.fsm.machine import leaf
+from controller.hal.base import Sample
+from controller.journal import Committed, Journal
+from controller.mqtt.broker import Broker
+from controller.mqtt.models import (
+    ActiveAlarm,
+    ActiveAlarms,
+    AlarmMessage,
+    CommandRequest,
+    CommandResult,
+    EventMessage,
+    PrescriptionBrief,
+    State,
+    Telemetry,
+    VolumesNow,
+    topic,
+)
+from controller.recorder import trend_row
+
+log = logging.getLogger("alsctl.mqtt")
+
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+#: Waiting for the broker's acknowledgement of one publish (aiomqtt's default is 10 s).
+PUBLISH_TIMEOUT_S = 5.0
+OFFLINE = b"offline"
+ONLINE = b"online"
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    events: int = 0  # alarms and events acknowledged by the broker
+    telemetry: int = 0
+    dropped: int = 0  # telemetry never published
+    connections: int = 0
+    refused: int = 0  # commands refused before reaching the controller
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic error as a dashboard shows it: field, what is wrong, the value given."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+        + (f" (got {e['input']!r})" if e["type"] != "missing" and e["loc"] else "")
+        for e in exc.errors()
+    )
+
+
+def brief(rx: Prescription) -> PrescriptionBrief:
+    end = rx.purification_end if rx.has_loop else None
+    return PrescriptionBrief(
+        name=rx.name,
+        mode=rx.mode,
+        blood_flow_ml_min=rx.blood_flow_ml_min,
+        plasma_flow_ml_min=round(rx.plasma_flow, 2),
+        exchange_ml=round(rx.exchange_ml, 1) if rx.has_exchange else 0.0,
+        loop_flow_ml_min=round(rx.loop_flow, 2),
+        purification_min=end.duration_min if end else None,
+        processed_plasma_ml=end.processed_plasma_ml if end else None,
+    )
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        broker: Broker,
+        settings: MqttSettings,
+        rig_id: str,
+        *,
+        wall: Callable[[], float] = time.time,
+        drain_s: float = 5.0,
+    ) -> None:
+        self.broker = broker
+        #: at the end, how long an absent broker is waited for
+        self.drain_s = drain_s
+        self.settings = settings
+        self.rig_id = rig_id
+        self._wall = wall
+        self.stats = BridgeStats()
+        self.connected = False
+        #: the last reason the broker could not be reached, for a console
+        self.error: str | None = None
+        self.outbox: deque[Committed] = deque()
+        self._telemetry: deque[tuple[float, Sample, str, tuple[float, float, float], Any]] = deque()
+        self._period_ms = max(1, round(1000 / settings.telemetry_hz))
+        self._next_telemetry_ms = 0
+        self._state_due = True
+        self._alarms_due = True
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()  # cuts a reconnect backoff short at the end
+        self._stopping = False
+        self._alarms_sent: str | None = None  # the active list last published
+        self._task: asyncio.Task[None] | None = None
+        self._commands: set[asyncio.Task[None]] = set()
+        self._controller: Controller | None = None
+        self._journal: Journal | None = None
+        self._session: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: the patient's solute levels (simulated rig), sampled with the telemetry
+        self.solutes: Callable[[], dict[str, float]] | None = None
+
+    # -- wiring -----------------------------------------------------------------------
+    def start(self, controller: Controller, journal: Journal, session: int) -> None:
+        """Follow this controller's session; call from the running loop, before the run."""
+        self._controller = controller
+        self._journal = journal
+        self._session = session
+        self._loop = asyncio.get_running_loop()
+        if self.broker.username != self.rig_id:
+            log.warning(
+                "MQTT user %r is not the rig id %r: the shipped ACL lets a rig publish only"
+                " under als/<its user>/, and the broker drops what it denies without a word",
+                self.broker.username,
+                self.rig_id,
+            )
+        journal.subscribe(self._committed_elsewhere)
+        self._task = asyncio.create_task(self.run(), name=f"mqtt {self.rig_id}")
+
+    async def close(self) -> None:
+        """Publish what is left (every committed event, the final state), then go offline.
+
+        Waits at most `drain_s` for a broker that is away; whatever is then unpublished is
+        still in the journal, and the count is logged."""
+        if self._journal is not None:
+            with contextlib.suppress(Exception):  # a dead journal has nothing more to give
+                await asyncio.to_thread(self._journal.flush)
+            self._journal.unsubscribe(self._committed_elsewhere)
+        for task in list(self._commands):
+            task.cancel()
+        await asyncio.gather(*self._commands, return_exceptions=True)
+        self._stopping = True
+        self._state_due = self._alarms_due = True
+        self._wake.set()
+        self._closing.set()
+        if self._task is None:
+            return
+        try:
+            async with asyncio.timeout(self.drain_s):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            log.warning(
+                "broker unreachable at the end: %d events not published (they are journaled)",
+                len(self.outbox),
+            )
+
+    # -- the control loop's side: cheap, never waits ------------------------------------
+    def status(self, status: Status) -> None:
+        t = status.t_ms
+        if t < self._next_telemetry_ms:
+            return
+        self._next_telemetry_ms = t - t % self._period_ms + self._period_ms
+        if len(self._telemetry) >= self.settings.queue_size:
+            self._telemetry.popleft()  # the freshest reading matters most to a dashboard
+            self.stats.dropped += 1
+        v = status.volumes
+        extra = self.solutes() if self.solutes is not None else None
+        self._telemetry.append(
+            (
+                self._wall(),
+                status.sample,
+                status.phase,
+                (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml),
+                extra,
+            )
+        )
+        self._state_due = True
+        self._wake.set()
+
+    def _committed_elsewhere(self, events: list[Committed]) -> None:
+        """The journal's writer thread: hand the events to the loop, in order."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self._loop.call_soon_threadsafe(self._committed, events)
+
+    def _committed(self, events: list[Committed]) -> None:
+        mine = [e for e in events if e.session == self._session]
+        if not mine:
+            return
+        self.outbox.extend(mine)
+        self._state_due = True
+        self._alarms_due = self._alarms_due or any(e.kind == "alarm" for e in mine)
+        self._wake.set()
+
+    # -- the connection -----------------------------------------------------------------
+    def _client(self) -> aiomqtt.Client:
+        b = self.broker
+        return aiomqtt.Client(
+            b.host,
+            b.port,
+            username=b.username,
+            password=b.password,
+            # one per process: a second controller never takes over this one's session
+            identifier=f"alsctl-{self.rig_id}-{os.getpid()}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(topic(self.rig_id, "status"), OFFLINE, qos=1, retain=True),
+            keepalive=self.settings.keepalive_s,
+            timeout=PUBLISH_TIMEOUT_S,
+            tls_context=b.tls,
+            # telemetry is many small messages: Nagle would hold each behind the last ACK
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+
+    async def run(self) -> None:
+        """Connect, publish, obey; on any loss reconnect with backoff until closed."""
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    self.stats.connections += 1
+                    backoff = BACKOFF_MIN_S
+                    if self.error is not None:
+                        log.warning("connected again to %s", self.broker.where)
+                        self.error = None
+                    await self._online(client)
+                    async with asyncio.TaskGroup() as group:
+                        listener = group.create_task(self._listen(client))
+                        await self._publish_loop(client)
+                        listener.cancel()
+                    await client.publish(topic(self.rig_id, "status"), OFFLINE, 1, True)
+                return
+            except* aiomqtt.MqttError as lost:
+                self._lost(str(lost.exceptions[0]))
+            except* Exception as bug:  # a bug here must not end publishing for the run
+                log.error("MQTT bridge failed, reconnecting", exc_info=bug.exceptions[0])
+                self._lost(repr(bug.exceptions[0]))
+            finally:
+                self.connected = False
+            # closing cuts a long backoff short; from then on a try every 0.2 s. Never
+            # `wait_for` here: in Python 3.11 it can swallow the cancellation that ends us
+            if self._stopping:
+                await asyncio.sleep(BACKOFF_MIN_S)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._closing.wait()
+                backoff = min(2 * backoff, BACKOFF_MAX_S)
+
+    def _lost(self, why: str) -> None:
+        if self.error is None:
+            log.warning("broker %s: %s; retrying (events are kept)", self.broker.where, why)
+        self.error = why
+
+    async def _online(self, client: aiomqtt.Client) -> None:
+        await client.publish(topic(self.rig_id, "status"), ONLINE, qos=1, retain=True)
+        # retain handling 2: a retained command (a mistake of some dashboard) is never
+        # delivered on subscribing, so no reconnect can apply a stale command again
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        await client.subscribe(topic(self.rig_id, "cmd", "+"), options=options)
+        self._state_due = self._alarms_due = True  # the retained values, afresh
+        self._alarms_sent = None
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            await self._publish_pending(client)
+            if self._pending():
+                continue  # arrived while publishing
+            if self._stopping:
+                return
+            await self._wake.wait()
+
+    def _pending(self) -> bool:
+        return bool(self.outbox or self._telemetry or self._state_due or self._alarms_due)
+
+    async def _publish_pending(self, client: aiomqtt.Client) -> None:
+        """Events first, in journal order; then the retained values; then telemetry."""
+        while self.outbox:
+            event = self.outbox[0]
+            name, payload = self._event_payload(event)
+            await client.publish(topic(self.rig_id, name), payload, qos=1)
+            self.outbox.popleft()  # acknowledged by the broker: only now
+            self.stats.events += 1
+        if self._state_due:  # with the state: the list also changes without events
+            self._alarms_due = True  # (an audio pause running out, a condition clearing)
+        if self._alarms_due:
+            self._alarms_due = False
+            active = self._active_alarms()
+            unchanged = active.model_dump(exclude={"t_ms"})
+            if self._alarms_sent != repr(unchanged):
+                await client.publish(
+                    topic(self.rig_id, "alarms", "active"), active.model_dump_json(), 1, True
+                )
+                self._alarms_sent = repr(unchanged)
+        if self._state_due:
+            self._state_due = False
+            await client.publish(
+                topic(self.rig_id, "state"), self._state().model_dump_json(), 1, True
+            )
+        while self._telemetry and not self.outbox:
+            item = self._telemetry.popleft()
+            try:
+                await client.publish(topic(self.rig_id, "telemetry"), self._telemetry_payload(item))
+            except BaseException:
+                self.stats.dropped += 1
+                raise
+            self.stats.telemetry += 1
+
+    # -- payloads -----------------------------------------------------------------------
+    def _event_payload(self, e: Committed) -> tuple[str, str]:
+        if e.kind == "alarm":
+            try:
+                body = {k: v for k, v in e.body.items() if k != "t_ms"}  # the event's own
+                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, **body)
+                return "alarms", msg.model_dump_json()
+            except (ValidationError, TypeError) as exc:  # never let one event block the rest
+                log.error("alarm event %d does not fit AlarmMessage: %s", e.id, exc)
+        msg2 = EventMessage(id=e.id, session=e.session, t_ms=e.t_ms, kind=e.kind, body=e.body)
+        return "events", msg2.model_dump_json()
+
+    def _telemetry_payload(
+        self, item: tuple[float, Sample, str, tuple[float, float, float], Any]
+    ) -> str:
+        stamp, sample, phase, vols, extra = item
+        row = trend_row(sample, phase, vols, extra or {})
+        return Telemetry(
+            rig_id=self.rig_id,
+            t_ms=sample.t_ms,
+            dropped=self.stats.dropped,
+            stamp=stamp,
+            **row,
+        ).model_dump_json()
+
+    def _alarm_list(self) -> list[ActiveAlarm]:
+        assert self._controller is not None
+        return [
+            ActiveAlarm(
+                alarm=a.id,
+                priority=str(a.priority),  # type: ignore[arg-type]
+                raised_ms=a.raised_ms,
+                latched=a.latched,
+                acknowledged=a.acknowledged,
+                present=a.condition,
+                detail=a.detail,
+            )
+            for a in self._controller.safety.alarms.active.values()
+        ]
+
+    def _t_ms(self) -> int:
+        c = self._controller
+        return c.sample.t_ms if c is not None and c.sample is not None else 0
+
+    def _active_alarms(self) -> ActiveAlarms:
+        c = self._controller
+        paused = c is not None and c.safety.alarms.audio_paused_until_ms > self._t_ms()
+        alarms = self._alarm_list() if c is not None else []
+        return ActiveAlarms(
+            rig_id=self.rig_id, t_ms=self._t_ms(), audio_paused=paused, alarms=alarms
+        )
+
+    def _state(self) -> State:
+        c = self._controller
+        assert c is not None
+        s, v, m = c.sample, c.volumes, c.machine
+        return State(
+            rig_id=self.rig_id,
+            session=self._session,
+            t_ms=self._t_ms(),
+            phase=m.phase,
+            interrupted=leaf(m.interrupted) if m.phase == "alarm" and m.interrupted else None,
+            firmware="running" if s is not None and not s.safe else "safe",
+            safe_reason=str(s.safe_reason) if s is not None else "unknown",
+            prescription=brief(c.rx),
+            volumes=VolumesNow(
+                exchanged_ml=round(v.exchanged_ml, 1),
+                collected_ml=round(v.collected_ml, 1),
+                processed_ml=round(v.processed_ml, 1),
+                filtrate_ml=round(v.pumped_ml["filtrate"], 1),
+                substitution_ml=round(v.pumped_ml["substitution"], 1),
+                heparin_ml=round(v.pumped_ml["heparin"], 2),
+                fluid_balance_ml=round(v.fluid_balance_ml, 1),
+            ),
+            alarms=self._alarm_list(),
+            allowed=m.allowed(),
+            commands=list(self.settings.commands),
+            stamp=self._wall(),
+        )
+
+    # -- commands -----------------------------------------------------------------------
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        """Also how a lost connection is noticed: the iterator raises MqttError."""
+        async for message in client.messages:
+            name = message.topic.value.rsplit("/", 1)[-1]
+            task = asyncio.create_task(self._command(client, name, message))
+            self._commands.add(task)
+            task.add_done_callback(self._commands.discard)
+
+    async def _command(self, client: aiomqtt.Client, name: str, message: aiomqtt.Message) -> None:
+        props = message.properties
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        request: CommandRequest | None = None
+        try:
+            raw = message.payload if isinstance(message.payload, bytes | str) else b""
+            request = CommandRequest.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            result = self._refuse(name, None, f"invalid request: {one_line(exc)}")
+        else:
+            if message.retain:  # only a retained message still on the broker comes so
+                result = self._refuse(name, request, "a retained command is never obeyed")
+            else:
+                result = await self._decide(name, request)
+        accepted = result == "done"
+        reply = response or (request.reply_to if request else None)
+        mine = topic(self.rig_id, "reply", "")
+        if not reply or not reply.startswith(mine) or "+" in reply or "#" in reply:
+            reply = topic(self.rig_id, "reply", name)  # the only place this rig may write
+        answer = CommandResult(
+            rig_id=self.rig_id,
+            command=name,
+            accepted=accepted,
+            result=result,
+            correlation=request.correlation if request else None,
+            t_ms=self._t_ms(),
+        )
+        properties = None
+        if correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        try:
+            await client.publish(reply, answer.model_dump_json(), 1, False, properties)
+        except (aiomqtt.MqttError, ValueError) as exc:  # the result is journaled all the same
+            log.warning("answer to %s lost: %s", name, exc)
+
+    async def _decide(self, name: str, request: CommandRequest) -> str:
+        """The controller's answer, or why the bridge refused before asking it."""
+        c = self._controller
+        assert c is not None
+        allowed = self.settings.commands
+        if name not in COMMANDS:
+            return self._refuse(name, request, f"unknown command; known: {', '.join(COMMANDS)}")
+        if name not in allowed:
+            return self._refuse(
+                name,
+                request,
+                f"{name} is not in this rig's allow-list (mqtt.commands: {', '.join(allowed)})",
+            )
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        cause = f"mqtt {request.by}" + (f": {request.reason}" if request.reason else "")
+        queued = c.request(COMMANDS[name], cause, answer)
+        timeout = self.settings.command_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(answer)
+        except TimeoutError:
+            if queued.taken:  # being applied (an arm over a slow line): its real result
+                return await answer
+            answer.cancel()  # the loop will skip it, and journal that it expired
+            return f"{EXPIRED} (not applied within {timeout:g} s)"
+        except asyncio.CancelledError:
+            if not queued.taken:
+                answer.cancel()  # closing: the run is over, it will never be applied
+            raise
+
+    def _refuse(self, name: str, request: CommandRequest | None, why: str) -> str:
+        """Journaled like any operator action: every command and its result is an event."""
+        self.stats.refused += 1
+        result = f"refused: {why}"
+        if self._journal is not None and self._session is not None:
+            body = {"command": name, "result": result}
+            if request is not None:
+                body |= {"by": request.by, "reason": request.reason}
+            self._journal.event(self._session, self._t_ms(), "command", body)
+        return result

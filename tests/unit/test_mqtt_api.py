@@ -1,0 +1,91 @@
+"""The MQTT API's description and its edges that need no broker: the AsyncAPI file is
+current, and the broker address and credentials are read as documented."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.cli import main
+from controller.config.mqtt import MqttSettings
+from controller.mqtt.asyncapi import asyncapi_yaml
+from controller.mqtt.broker import Broker, MqttConfigError
+from controller.mqtt.models import MESSAGES
+
+
+def test_committed_asyncapi_is_current(tmp_path: Path) -> None:
+    assert main(["asyncapi", "--out", str(tmp_path / "a.yaml")]) == 0
+    assert (tmp_path / "a.yaml").read_text() == asyncapi_yaml()
+    assert Path("docs/asyncapi.yaml").read_text() == asyncapi_yaml(), (
+        "docs/asyncapi.yaml is stale: run `alsctl asyncapi` (make schema)"
+    )
+
+
+def test_asyncapi_describes_every_message_and_resolves_every_ref() -> None:
+    doc = yaml.safe_load(asyncapi_yaml())
+    assert doc["asyncapi"] == "3.0.0"
+    assert set(MESSAGES) <= set(doc["components"]["messages"])
+    text = asyncapi_yaml()
+    for line in text.splitlines():
+        if "$ref: '#/" in line:
+            node = doc
+            for part in line.split("'#/")[1].rstrip("'").split("/"):
+                node = node[part]  # a KeyError names the dangling reference
+    telemetry = doc["components"]["schemas"]["Telemetry"]
+    assert "dropped" in telemetry["required"]
+    assert set(doc["components"]["schemas"]["Pressures"]["properties"]) >= {"return", "access"}
+
+
+def test_credentials_come_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    settings = MqttSettings(password_file=str(secret))
+    b = Broker.from_url("mqtt://broker.lan", settings, default_user="sim-01", env={})
+    assert (b.host, b.port, b.username, b.password, b.tls) == (
+        "broker.lan", 1883, "sim-01", "from-file", None,
+    )  # fmt: skip
+    env = {"ALSCTL_MQTT_USERNAME": "u", "ALSCTL_MQTT_PASSWORD": "p"}
+    b = Broker.from_url("mqtts://broker.lan:9999", settings, default_user="sim-01", env=env)
+    assert (b.port, b.username, b.password, b.tls is not None) == (9999, "u", "p", True)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mqtt://me:pw@broker.lan", "no credentials in the URL"),
+        ("http://broker.lan", "expected mqtt://HOST[:PORT]"),
+        ("mqtt://broker.lan:99999", "Port out of range"),
+    ],
+)
+def test_bad_broker_urls_are_refused_with_the_reason(url: str, message: str) -> None:
+    with pytest.raises(MqttConfigError, match=re.escape(message)):
+        Broker.from_url(url, env={})
+
+
+def test_a_missing_password_file_is_named(tmp_path: Path) -> None:
+    settings = MqttSettings(password_file=str(tmp_path / "nope"))
+    with pytest.raises(MqttConfigError, match="nope: No such file"):
+        Broker.from_url("mqtt://h", settings, env={})
+
+
+def test_the_monitor_shows_each_event_once_and_the_rig_going_offline() -> None:
+    from controller.mqtt.monitor import Board
+
+    board = Board()
+    event = {"id": 7, "session": 1, "t_ms": 65_000, "kind": "transition",
+             "body": {"source": "exchange", "dest": "paused", "cause": "mqtt me"}}  # fmt: skip
+    raw = json.dumps(event).encode()
+    lines = board.apply("als/sim-01/status", b"online", 0.0)
+    lines += board.apply("als/sim-01/events", raw, 0.0)
+    lines += board.apply("als/sim-01/events", raw, 0.0)  # a QoS 1 copy after an outage
+    lines += board.apply("als/sim-01/status", b"offline", 0.0)
+    assert lines == [
+        "sim-01 online",
+        "sim-01 0:01:05 exchange -> paused (mqtt me)",
+        "sim-01 offline",
+    ]
+    assert board.rigs["sim-01"].last == "exchange -> paused (mqtt me)"
