@@ -5,6 +5,9 @@ reading 16 holding registers from a pymodbus RTU server. Both cross the same pty
 (bench/ptybridge.py, two ptys back to back), each server in a process of its own, each client
 here. Prints JSON with median and p99 in microseconds. Needs the `bench` extra (pymodbus).
 
+Also measured on the same bridge: the floor, a raw 12-byte echo with blocking reads and no
+framing. peer / floor is the most any protocol could beat the peer by on this path.
+
 Usage: python -m bench.link_rtt [--n N]
 """
 
@@ -14,12 +17,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+import termios
 import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,10 +90,45 @@ async def peer(port: str, n: int) -> dict[str, float]:
     return figures(rtts)
 
 
+def _raw(device: str) -> int:
+    fd = os.open(device, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd, termios.TCSANOW)
+    return fd
+
+
+def echo(device: str) -> None:
+    """The floor's far end: bytes straight back, no framing, no event loop."""
+    fd = _raw(device)
+    while data := os.read(fd, 4096):
+        os.write(fd, data)
+
+
+def floor(port: str, n: int) -> dict[str, float]:
+    """The fastest any protocol could go on this path: 12 bytes out, 12 back, blocking
+    reads, nothing decoded. No peer can be more than peer/floor times slower than this."""
+    fd = _raw(port)
+    try:
+        rtts = []
+        for _ in range(n):
+            start = time.perf_counter()
+            os.write(fd, bytes(12))
+            got = 0
+            while got < 12:
+                got += len(os.read(fd, 64))
+            rtts.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+    return figures(rtts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--echo", metavar="DEVICE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo:
+        echo(args.echo)
+        return
     result: dict[str, object] = {
         "bench": "link_rtt",
         "machine": {"python": platform.python_version(), "cpu": platform.machine()},
@@ -108,9 +149,17 @@ def main() -> None:
             with process("-m", "bench.modbus_server", server_end):
                 time.sleep(1.5)
                 result["peer_pymodbus_rtu_read_16"] = asyncio.run(peer(client_end, args.n))
+        with process("-m", "bench.ptybridge", first_line=True) as ends:
+            server_end, client_end = ends.split()
+            with process("-m", "bench.link_rtt", "--echo", server_end):
+                time.sleep(0.5)
+                result["floor_raw_echo_12_bytes"] = floor(client_end, args.n)
     ours_median = result["ours_set_pump_ack"]["median_us"]  # type: ignore[index]
     peer_median = result["peer_pymodbus_rtu_read_16"]["median_us"]  # type: ignore[index]
+    floor_median = result["floor_raw_echo_12_bytes"]["median_us"]  # type: ignore[index]
     result["speedup_median"] = round(peer_median / ours_median, 1)
+    # the most any protocol on this path could beat the peer by
+    result["speedup_ceiling"] = round(peer_median / floor_median, 1)
     print(json.dumps(result, indent=2))
 
 
