@@ -67,6 +67,24 @@ OFFLINE = b"offline"
 ONLINE = b"online"
 
 
+class PublishRefused(aiomqtt.MqttError):
+    """The broker acknowledged a publish with a failure (MQTT 5 reason code >= 0x80)."""
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, keeping the reason code of a refused publish, which aiomqtt drops:
+    an ACL that denies the rig's topics must not look like a delivered event."""
+
+    refused: str | None = None
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            self.refused = str(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+
 @dataclass(slots=True)
 class BridgeStats:
     events: int = 0  # alarms and events acknowledged by the broker
@@ -224,9 +242,9 @@ class MqttBridge:
         self._wake.set()
 
     # -- the connection -----------------------------------------------------------------
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> _Client:
         b = self.broker
-        return aiomqtt.Client(
+        return _Client(
             b.host,
             b.port,
             username=b.username,
@@ -311,6 +329,12 @@ class MqttBridge:
             event = self.outbox[0]
             name, payload = self._event_payload(event)
             await client.publish(topic(self.rig_id, name), payload, qos=1)
+            if isinstance(client, _Client) and client.refused is not None:
+                # kept, and tried again after a backoff: the ACL or the user must change
+                raise PublishRefused(
+                    f"the broker refused {topic(self.rig_id, name)} ({client.refused}):"
+                    f" check the ACL and the MQTT user ({self.broker.username})"
+                )
             self.outbox.popleft()  # acknowledged by the broker: only now
             self.stats.events += 1
         if self._state_due:  # with the state: the list also changes without events

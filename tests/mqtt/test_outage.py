@@ -15,6 +15,8 @@ import aiomqtt
 from controller import journal as jr
 from controller.config.scenario import Scenario
 from controller.journal import Committed, Journal
+from controller.mqtt.bridge import MqttBridge
+from controller.mqtt.broker import Broker
 from controller.mqtt.local import LocalBroker
 from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.mqtt.conftest import RIG, Inbox, bridge_for, client, short_li_als
@@ -121,3 +123,21 @@ async def test_without_a_broker_telemetry_is_dropped_and_counted_events_kept(
     assert abs(bridge.stats.dropped - (produced - 10)) <= 2
     record = jr.load(tmp_path / "j.db", 1, trends=False)
     assert [e.id for e in bridge.outbox] == [e.id for e in record.events]
+
+
+async def test_events_the_broker_refuses_stay_in_the_outbox(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The wrong user for this rig: Mosquitto's ACL denies every publish under als/sim-01/
+    (aiomqtt alone would report each as delivered); the events stay, the reason is said."""
+    mqtt = RIG.mqtt
+    wrong = {"ALSCTL_MQTT_USERNAME": "bench-01", "ALSCTL_MQTT_PASSWORD": "bench-01-example"}
+    bridge = MqttBridge(Broker.from_url(broker.url, mqtt, env=wrong), mqtt, "sim-01", drain_s=0.5)
+    with Journal(tmp_path / "j.db") as journal:
+        opts = RunOptions(gate=CLEAR, journal=journal, mqtt=bridge)
+        summary, _ = await run_treatment(RIG, short_li_als(), opts)
+    assert summary.completed
+    record = jr.load(tmp_path / "j.db", 1, trends=False)
+    assert [e.id for e in bridge.outbox] == [e.id for e in record.events]
+    assert bridge.stats.events == 0 and bridge.stats.connections >= 1
+    assert bridge.error is not None and "Not authorized" in bridge.error
