@@ -15,15 +15,8 @@ from pathlib import Path
 import yaml
 
 from controller.mqtt.local import LocalBroker
+from tests.integration.test_cli_run import PE_SHORT
 from tests.mqtt.conftest import Inbox, client, follow
-
-PE = {
-    "name": "PE short",
-    "patient": {"weight_kg": 70, "hematocrit": 0.3},
-    "mode": "pe",
-    "blood_flow_ml_min": 120,
-    "exchange_volume_ml": 600,
-}
 
 
 async def alsctl(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -49,7 +42,7 @@ async def test_a_killed_controller_goes_offline_by_its_last_will(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     rx = tmp_path / "pe.yaml"
-    rx.write_text(yaml.safe_dump(PE))
+    rx.write_text(yaml.safe_dump(PE_SHORT))
     monitor = await alsctl(
         "monitor", "--mqtt", broker.url, "--rig", "sim-01", "--plain",
         env=broker.env("dashboard"),
