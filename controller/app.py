@@ -443,16 +443,20 @@ class Controller:
                 if answer is not None and not answer.done():
                     answer.set_result(result)
 
-    def _gate_still_passes(self) -> None:
-        """A start held at `ready` may come long after the pre-start checks: the MAP and the
-        alarms are judged again, now, and a start they would refuse is refused."""
-        reading = self.sample.sensors["map"]  # type: ignore[union-attr]
-        result = gate.evaluate(
+    def _judge_gate(self, sample: Sample) -> gate.GateResult:
+        """The checklist and this sample's MAP against starting."""
+        reading = sample.sensors["map"]
+        return gate.evaluate(
             self.rx,
             self.gate_answers,
             reading.value if reading.valid else None,
             self.rig.alarms.map_low_mmhg,
         )
+
+    def _gate_still_passes(self) -> None:
+        """A start held at `ready` may come long after the pre-start checks: the MAP and the
+        alarms are judged again, now, and a start they would refuse is refused."""
+        result = self._judge_gate(self.sample)  # type: ignore[arg-type]
         present = self.safety.alarms.conditions_present()
         reasons = result.reasons if not result.allowed else []
         if present:
@@ -594,12 +598,7 @@ class Controller:
         """The pre-start gate at `ready`; False (and the run ends) when refused."""
         sample = await self._cycle()
         reading = sample.sensors["map"]
-        result = gate.evaluate(
-            self.rx,
-            self.gate_answers,
-            reading.value if reading.valid else None,
-            self.rig.alarms.map_low_mmhg,
-        )
+        result = self._judge_gate(sample)
         self.gate_result = result
         answers = self.gate_answers.checklist.model_dump() if self.gate_answers else None
         self._emit(
