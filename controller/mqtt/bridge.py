@@ -141,12 +141,12 @@ class MqttBridge:
         self._telemetry: deque[tuple[float, Sample, str, tuple[float, float, float], Any]] = deque()
         self._period_ms = max(1, round(1000 / settings.telemetry_hz))
         self._next_telemetry_ms = 0
+        #: the retained state (and with it the active alarms) should be published again
         self._state_due = True
-        self._alarms_due = True
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()  # cuts a reconnect backoff short at the end
         self._stopping = False
-        self._alarms_sent: str | None = None  # the active list last published
+        self._alarms_sent: ActiveAlarms | None = None  # the active list last published
         self._task: asyncio.Task[None] | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._controller: Controller | None = None
@@ -186,7 +186,7 @@ class MqttBridge:
             task.cancel()
         await asyncio.gather(*self._commands, return_exceptions=True)
         self._stopping = True
-        self._state_due = self._alarms_due = True
+        self._state_due = True
         self._wake.set()
         self._closing.set()
         if self._task is None:
@@ -238,7 +238,6 @@ class MqttBridge:
             return
         self.outbox.extend(mine)
         self._state_due = True
-        self._alarms_due = self._alarms_due or any(e.kind == "alarm" for e in mine)
         self._wake.set()
 
     # -- the connection -----------------------------------------------------------------
@@ -307,7 +306,7 @@ class MqttBridge:
         # delivered on subscribing, so no reconnect can apply a stale command again
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         await client.subscribe(topic(self.rig_id, "cmd", "+"), options=options)
-        self._state_due = self._alarms_due = True  # the retained values, afresh
+        self._state_due = True  # the retained values, afresh
         self._alarms_sent = None
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
@@ -321,7 +320,7 @@ class MqttBridge:
             await self._wake.wait()
 
     def _pending(self) -> bool:
-        return bool(self.outbox or self._telemetry or self._state_due or self._alarms_due)
+        return bool(self.outbox or self._telemetry or self._state_due)
 
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         """Events first, in journal order; then the retained values; then telemetry."""
@@ -337,22 +336,22 @@ class MqttBridge:
                 )
             self.outbox.popleft()  # acknowledged by the broker: only now
             self.stats.events += 1
-        if self._state_due:  # with the state: the list also changes without events
-            self._alarms_due = True  # (an audio pause running out, a condition clearing)
-        if self._alarms_due:
-            self._alarms_due = False
+        if self._state_due:
+            self._state_due = False
+            # the active list is built with the state, which carries it too, and published
+            # when it changed: also without an event (an audio pause running out)
             active = self._active_alarms()
-            unchanged = active.model_dump(exclude={"t_ms"})
-            if self._alarms_sent != repr(unchanged):
+            sent = self._alarms_sent
+            if sent is None or (sent.audio_paused, sent.alarms) != (
+                active.audio_paused,
+                active.alarms,
+            ):
                 await client.publish(
                     topic(self.rig_id, "alarms", "active"), active.model_dump_json(), 1, True
                 )
-                self._alarms_sent = repr(unchanged)
-        if self._state_due:
-            self._state_due = False
-            await client.publish(
-                topic(self.rig_id, "state"), self._state().model_dump_json(), 1, True
-            )
+                self._alarms_sent = active
+            state = self._state(active.alarms)
+            await client.publish(topic(self.rig_id, "state"), state.model_dump_json(), 1, True)
         while self._telemetry and not self.outbox:
             item = self._telemetry.popleft()
             try:
@@ -387,9 +386,10 @@ class MqttBridge:
             **row,
         ).model_dump_json()
 
-    def _alarm_list(self) -> list[ActiveAlarm]:
-        assert self._controller is not None
-        return [
+    def _active_alarms(self) -> ActiveAlarms:
+        c = self._controller
+        assert c is not None  # set by start(), before anything is published
+        alarms = [
             ActiveAlarm(
                 alarm=a.id,
                 priority=str(a.priority),  # type: ignore[arg-type]
@@ -399,22 +399,17 @@ class MqttBridge:
                 present=a.condition,
                 detail=a.detail,
             )
-            for a in self._controller.safety.alarms.active.values()
+            for a in c.safety.alarms.active.values()
         ]
+        t = self._t_ms()
+        paused = c.safety.alarms.audio_paused_until_ms > t
+        return ActiveAlarms(rig_id=self.rig_id, t_ms=t, audio_paused=paused, alarms=alarms)
 
     def _t_ms(self) -> int:
         c = self._controller
         return c.sample.t_ms if c is not None and c.sample is not None else 0
 
-    def _active_alarms(self) -> ActiveAlarms:
-        c = self._controller
-        paused = c is not None and c.safety.alarms.audio_paused_until_ms > self._t_ms()
-        alarms = self._alarm_list() if c is not None else []
-        return ActiveAlarms(
-            rig_id=self.rig_id, t_ms=self._t_ms(), audio_paused=paused, alarms=alarms
-        )
-
-    def _state(self) -> State:
+    def _state(self, alarms: list[ActiveAlarm]) -> State:
         c = self._controller
         assert c is not None
         s, v, m = c.sample, c.volumes, c.machine
@@ -436,7 +431,7 @@ class MqttBridge:
                 heparin_ml=round(v.pumped_ml["heparin"], 2),
                 fluid_balance_ml=round(v.fluid_balance_ml, 1),
             ),
-            alarms=self._alarm_list(),
+            alarms=alarms,
             allowed=m.allowed(),
             commands=list(self.settings.commands),
             stamp=self._wall(),
