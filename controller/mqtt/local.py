@@ -39,9 +39,8 @@ def free_port() -> int:
 
 class LocalBroker:
     def __init__(self, folder: Path, port: int | None = None, config: Path = CONFIG) -> None:
-        exe = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None
-        )
+        # Debian installs it in /usr/sbin, which a non-root PATH may lack
+        exe = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
         if exe is None:
             raise BrokerMissing("mosquitto is not installed (make test installs it)")
         self.exe = exe

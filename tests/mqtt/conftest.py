@@ -47,8 +47,7 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 def client(broker: LocalBroker, user: str | None, **kw: Any) -> aiomqtt.Client:
-    password = EXAMPLE_PASSWORDS.get(user or "", None) if "password" not in kw else None
-    kw.setdefault("password", password)
+    kw.setdefault("password", EXAMPLE_PASSWORDS.get(user or ""))
     return aiomqtt.Client("127.0.0.1", broker.port, username=user, **kw)
 
 
