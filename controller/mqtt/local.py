@@ -16,7 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "mosquitto"
+from controller.examples import MOSQUITTO
+
+CONFIG = MOSQUITTO
 #: The users of config/mosquitto/passwd and their example passwords (bench use only).
 EXAMPLE_PASSWORDS = {
     "sim-01": "sim-01-example",
