@@ -46,6 +46,7 @@ format: install
 schema: install
 	$(VENV)/bin/alsctl schema --out docs/schemas
 	$(VENV)/bin/alsctl asyncapi --out docs/asyncapi.yaml
+	$(VENV)/bin/alsctl diagram --out docs/state-machine.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -31,16 +32,17 @@ from controller.errors import AlsError, CommandRefused, LinkTimeout
 from controller.fsm import phases
 from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment, leaf
 from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
+from controller.outcome import Outcome, judge
 from controller.safety import gate
 from controller.safety.alarms import AlarmEvent
 from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
-from controller.summary import AlarmOut, GateOut, Summary, TransitionOut, VolumesOut
+from controller.summary import AlarmOut, GateOut, StopOut, Summary, TransitionOut, VolumesOut
 from controller.volumes import Volumes
 
 PROTOCOL_VERSION = 2
 #: Rates used to check that each pump moves and its encoder answers (heparin in mL/h).
 SELF_TEST_RATE = {name: 10.0 for name in PUMP_NAMES} | {"blood": 30.0}
-SELF_TEST_PUMP_S = 1.0
+SELF_TEST_PUMP_S = sizing.SELF_TEST_PUMP_S
 ENCODER_TOLERANCE = 0.10
 VALVE_SETTLE_S = 0.5
 #: A pressure reading further than this from zero at rest does not zero.
@@ -69,6 +71,17 @@ class ResumeFailed(AlsError):
     """A resume refused before anything was restored: the session is left as it was."""
 
     exit_code = 1
+
+
+class Interrupted(AlsError):
+    """The process was told to end (Ctrl-C, SIGTERM): the rig is commanded safe first."""
+
+    exit_code = 6  # EXIT_CODES[Outcome.INTERRUPTED]
+
+
+#: After an interruption, how long (wall s) the loop has to notice it at its next sample
+#: before its task is cancelled outright (a stalled link must not keep the process alive).
+INTERRUPT_GRACE_S = 3.0
 
 
 @dataclass(slots=True)
@@ -101,6 +114,9 @@ class _Run:
     purification_ms: int = 0
     rinse_start_ml: float = 0.0
     error: str | None = None
+    #: what ended the run early, when something did
+    stop: StopOut | None = None
+    interrupted: str | None = None
 
 
 class Controller:
@@ -157,6 +173,13 @@ class Controller:
         self.resuming = False
         #: the journal session of this run, when journaled
         self.session_id: int | None = None
+        #: the firmware's clock at the session's start: every time this controller shows,
+        #: journals or publishes is session time, `sample.t_ms - t0_ms` (0 on the simulated
+        #: rig, the firmware's uptime at the first sample over serial)
+        self.t0_ms: int | None = None
+        self._interrupt: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._running = False
 
     # -- operator -----------------------------------------------------------------------
     def request(
@@ -174,9 +197,43 @@ class Controller:
         return request
 
     # -- one cycle ----------------------------------------------------------------------
+    def interrupt(self, cause: str) -> None:
+        """End the run at the next sample (a signal handler calls this): the rig is commanded
+        safe, the interruption journaled, the summary made. A second call, or a loop that
+        has not reached a sample within INTERRUPT_GRACE_S, cancels the run outright; the
+        safe state is still commanded on the way out."""
+        task = self._task
+        first = self._interrupt is None
+        self._interrupt = self._interrupt or cause
+        if task is None or task.done():
+            return
+        if not first or not self._running:  # a second signal, or nothing runs yet to stop
+            task.cancel()
+        else:
+            asyncio.get_running_loop().call_later(INTERRUPT_GRACE_S, task.cancel)
+
+    @property
+    def interrupt_cause(self) -> str | None:
+        return self._interrupt
+
+    def claim_task(self) -> None:
+        """The task an interruption cancels if the loop does not notice it in time."""
+        self._task = asyncio.current_task()
+
+    def _rebased(self, sample: Sample) -> Sample:
+        """The sample in session time (see `t0_ms`)."""
+        if self.t0_ms is None:
+            origin = self.hal.clock_origin_ms
+            self.t0_ms = origin if origin is not None else sample.t_ms
+        if self.t0_ms == 0:
+            return sample  # the simulated rig: no copy on the hot path
+        return dataclasses.replace(sample, t_ms=sample.t_ms - self.t0_ms)
+
     async def _cycle(self) -> Sample:
         """Read one sample and do the bookkeeping every cycle needs, in every state."""
-        sample = await self.hal.next_sample()
+        if self._interrupt is not None:
+            raise Interrupted(self._interrupt)
+        sample = self._rebased(await self.hal.next_sample())
         prev = self.sample
         self.sample = sample
         self.machine.now_ms = sample.t_ms
@@ -194,6 +251,9 @@ class Controller:
             self.volumes.last_t_ms = sample.t_ms
         hal_events = self.hal.drain_events()
         if hal_events:
+            t0 = self.t0_ms or 0
+            if t0:  # over serial they carry the firmware's clock: session time, as the rest
+                hal_events = [dataclasses.replace(h, t_ms=h.t_ms - t0) for h in hal_events]
             self.hal_log += hal_events
             for h in hal_events:
                 self._emit(h.t_ms, "hal", {"kind": str(h.kind), "detail": h.detail})
@@ -431,7 +491,10 @@ class Controller:
                     self._gate_still_passes()
                     self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
                     cause = f"{cause}; {self.override_note}" if self.override_note else cause
+                acting = self._interrupted_phase()
                 await self.machine.request(trigger, cause)
+                if trigger in ("stop", "end"):
+                    self._note_stop(cause, acting)
             except (IllegalRequest, CommandRefused) as exc:
                 self.rejected.append(f"{trigger}: {exc}")
                 result = f"refused: {exc}"
@@ -587,6 +650,13 @@ class Controller:
             if phase != "alarm":
                 await self._advance(phase, pr)
 
+    def _interrupted_phase(self) -> str:
+        """The treatment phase a pause or an alarm holds, else the phase itself."""
+        m = self.machine
+        if m.phase in ("alarm", "paused") and m.interrupted is not None:
+            return leaf(m.interrupted)
+        return m.phase
+
     def _acting_phase(self) -> str:
         """The phase whose setpoints apply: the interrupted one while in `alarm`."""
         phase = self.machine.phase
@@ -611,7 +681,9 @@ class Controller:
             },
         )
         if not result.allowed:
-            await self.machine.end(cause="start refused: " + "; ".join(result.reasons))
+            why = "start refused: " + "; ".join(result.reasons)
+            await self.machine.end(cause=why)
+            self._note_stop(f"pre-start gate: {why}", "ready")
             return False
         if result.override is not None:
             self.rx = result.prescription
@@ -686,8 +758,10 @@ class Controller:
                 raise ResumeFailed(
                     f"this is rig {info.rig_id!r}, the session ran on {self.rig.rig_id!r}"
                 )
+            # the session's clock goes on from where it was (a restart is caught below)
+            self.t0_ms = int(checkpoint.get("t0_ms", 0))
             # read before any heartbeat: a firmware still running must not be kept running
-            sample = await self.hal.next_sample()
+            sample = self._rebased(await self.hal.next_sample())
             if not sample.safe:
                 raise ResumeFailed(
                     "the firmware is running, so a controller may still be driving it;"
@@ -802,16 +876,22 @@ class Controller:
             "active_alarms": self.safety.alarms.snapshot(),
             # the encoders' own totals at this sample: a resume counts what moved after it
             "totals_ml": dict(self.sample.totals_ml) if self.sample is not None else {},
+            # the firmware's clock at the session's start: session time = its clock - this
+            "t0_ms": self.t0_ms or 0,
             "collecting": self.sample is not None
             and self.sample.valves.get("plasma_route") == "collect",
         }
 
     async def _guarded(self, body: Callable[[], Awaitable[None]]) -> Summary:
         m = self.machine
+        self._task = asyncio.current_task()
+        self._running = True
         try:
             await body()
         except (ResumeDeclined, ResumeFailed):
             raise  # refused before anything moved: the firmware is as it was found
+        except Interrupted:
+            await self._interrupted()
         except Exception as exc:  # the loop must end safe whatever happened
             self._run.error = "".join(traceback.format_exception_only(exc)).strip()
             self.traceback = traceback.format_exc()
@@ -824,15 +904,31 @@ class Controller:
                     await m.fail(cause=self._run.error)
         except BaseException:  # cancelled, Ctrl-C: still command the safe state, then go
             await asyncio.shield(self._safe_anyway())
-            raise
+            task = self._task
+            if self._interrupt is None or task is None or not task.cancelling():
+                raise
+            # cancelled because an interruption was not noticed in time (a stalled link,
+            # a second Ctrl-C): the run still ends as an interruption, with its summary
+            task.uncancel()
+            await self._interrupted()
         return self.summary()
+
+    async def _interrupted(self) -> None:
+        """The rig commanded safe, then the interruption journaled with its cause."""
+        await self._safe_anyway()
+        cause = self._interrupt or "interrupted"
+        self._run.interrupted = cause
+        t = self.sample.t_ms if self.sample is not None else 0
+        with contextlib.suppress(Exception):  # a dead journal must not hide the stop
+            self._emit(t, "interrupted", {"cause": cause, "phase": self.machine.phase})
 
     async def _safe_anyway(self) -> None:
         """Command the safe state; if even that fails, the firmware's watchdog takes over."""
         try:
             await self.hal.enter_safe()
         except Exception as exc:  # a dead link: nothing more can be sent
-            self._run.error = f"{self._run.error}; enter_safe failed too: {exc}"
+            failed = f"enter_safe failed: {exc}"
+            self._run.error = f"{self._run.error}; {failed}" if self._run.error else failed
 
     # -- results ------------------------------------------------------------------------
     def _transition(self, record: TransitionRecord) -> None:
@@ -841,8 +937,63 @@ class Controller:
         if self.on_transition is not None:
             self.on_transition(record)
 
+    def _note_stop(self, cause: str, phase: str) -> None:
+        """Who ended the treatment early and how far it had got (the summary's `stop`).
+
+        `cause` is "who: why" as requests carry it ("mqtt dashboard: shift change")."""
+        by, _, reason = cause.partition(": ")
+        what, done, target, unit = self.target_progress(phase)
+        progress = (
+            f"{what} {done:.0f} of {target:.0f} {unit}" if target else f"{what} {done:.0f} {unit}"
+        )
+        self._run.stop = StopOut(
+            by=by.strip() or "operator",
+            reason=reason.strip(),
+            phase=phase,
+            t_s=(self.sample.t_ms / 1000.0) if self.sample is not None else 0.0,
+            progress=progress,
+            done=round(done, 1),
+            target=round(target, 1) if target else None,
+            unit=unit,
+        )
+
+    def target_progress(self, phase: str) -> tuple[str, float, float, str]:
+        """(measure, done, prescribed, unit) of the phase's own goal: the exchange volume
+        until the loop, then the purification's duration or processed volume."""
+        rx, v = self.rx, self.volumes
+        if phase == "purification" or (phase in ("rinse_back", "done") and rx.has_loop):
+            end = rx.purification_end
+            if end.processed_plasma_ml is not None and end.duration_min is None:
+                return "processed", v.processed_ml, end.processed_plasma_ml, "mL"
+            minutes = self._run.purification_ms / 60000.0
+            return "purification", minutes, end.duration_min or 0.0, "min"
+        if rx.has_exchange:
+            return "exchanged", v.exchanged_ml, rx.exchange_ml, "mL"
+        return "processed", v.processed_ml, 0.0, "mL"
+
+    def outcome(self) -> Outcome:
+        return judge(self.machine.phase, self.machine.history, self._run.interrupted)
+
+    def _outcome_detail(self, outcome: Outcome) -> str:
+        """What the outcome word alone does not say (printed after it, never repeating it)."""
+        r = self._run
+        if outcome is Outcome.STOPPED and r.stop is not None:
+            stop = r.stop
+            why = f" ({stop.reason})" if stop.reason else ""
+            return f"by {stop.by}{why} in {stop.phase} at {stop.progress}"
+        if outcome is Outcome.INTERRUPTED:
+            return f"{r.interrupted or 'the run did not end'} in {self.machine.phase}"
+        if outcome is Outcome.FAULT:
+            return r.error or "see the journal"
+        if outcome is Outcome.ALARM:
+            active = ", ".join(sorted(self.safety.alarms.active)) or "no alarm active"
+            return f"{active} in {self._interrupted_phase()}"
+        what, done, target, unit = self.target_progress("done")
+        return f"{what} {done:.0f} of {target:.0f} {unit}, blood rinsed back"
+
     def summary(self) -> Summary:
         v = self.volumes
+        outcome = self.outcome()
         held = max(v.collected_ml, 1.0)
         phases_s = {k: round(ms / 1000.0, 1) for k, ms in self._run.phase_ms.items()}
         return Summary(
@@ -850,9 +1001,11 @@ class Controller:
             backend=self.hal.backend,
             prescription=self.rx.name,
             mode=self.rx.mode,
+            outcome=outcome,
+            outcome_detail=self._outcome_detail(outcome),
             final_state=self.machine.phase,
-            completed=self.machine.phase == "done"
-            and any(t.source == "rinse_back" for t in self.machine.history),
+            completed=outcome is Outcome.COMPLETED,
+            stop=self._run.stop if outcome is Outcome.STOPPED else None,
             rig_time_s=(self.sample.t_ms / 1000.0) if self.sample else 0.0,
             phases_s=phases_s,
             volumes=VolumesOut(

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller import sizing
+from controller import examples, sizing
 from controller.config import (
     MODELS,
     Prescription,
@@ -28,17 +28,35 @@ from controller.config import (
 )
 from controller.config.checklist import GateAnswers
 from controller.config.loading import issues_from
-from controller.errors import AlsError, ConfigError
+from controller.errors import AlsError, ConfigError, ConfigIssue
+from controller.outcome import EXIT_CODES, Outcome
 from controller.safety.gate import QUESTIONS
 from controller.summary import Summary
 
 SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
-DEFAULT_RIG = "config/rigs/sim.yaml"
-DEFAULT_PRESCRIPTION = "config/prescriptions/li_als.yaml"
 DEFAULT_JOURNAL = "out/journal.db"
+#: `alsctl run` exit status when it was interrupted before (or outside) a treatment
+INTERRUPTED_EXIT = EXIT_CODES[Outcome.INTERRUPTED]
+
+RUN_EPILOG = """examples:
+  alsctl run --sim --checklist clear                  the shipped Li-ALS prescription, simulated
+  alsctl run --sim --checklist clear --prescription pe --speed 60
+  alsctl run --sim --checklist clear --scenario air_bubble --auto-resume 5
+  alsctl run --rig my-bench.yaml --port /dev/ttyUSB0 --prescription rx.yaml
+  alsctl run --resume last --port /dev/ttyUSB0        continue an interrupted serial session
+
+--rig, --prescription, --checklist and --scenario take a file, or the name of a shipped
+example (alsctl init DIR copies them out for editing).
+
+exit status: 0 completed; 3 stopped (operator, remote or the pre-start gate ended it before
+the prescription was done); 4 ended in alarm; 5 fault; 6 interrupted (Ctrl-C, SIGTERM);
+2 a file or argument that cannot be used; 1 any other error before or outside a treatment.
+"""
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     minutes = round(seconds / 60.0)
     hours, mins = divmod(minutes, 60)
     return f"{hours} h {mins:02d} min" if hours else f"{mins} min"
@@ -94,12 +112,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    """One kind's JSON Schema to stdout, or every kind into the folder given with --out."""
+
+    def text(model: type) -> str:
+        return json.dumps(model.model_json_schema(by_alias=True), indent=2) + "\n"  # type: ignore[attr-defined]
+
+    if args.out is None:
+        if args.kind is None:
+            raise AlsError(f"name a kind ({', '.join(SCHEMAS)}) or give --out FOLDER for all")
+        sys.stdout.write(text(SCHEMAS[args.kind]))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for kind, model in SCHEMAS.items():
-        path = out / f"{kind}.schema.json"
-        path.write_text(json.dumps(model.model_json_schema(by_alias=True), indent=2) + "\n")
-        print(path)
+        if args.kind in (None, kind):
+            path = out / f"{kind}.schema.json"
+            path.write_text(text(model))
+            print(path)
     return 0
 
 
@@ -137,13 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(args)
-    rig = load_rig(args.rig)
-    rx = load_prescription(args.prescription)
-    scenario = load_scenario(args.scenario) if args.scenario else None
+    rig_path = examples.resolve("rig", args.rig)
+    rig = load_rig(rig_path)
+    rx = load_prescription(examples.resolve("prescription", args.prescription))
+    scenario = load_scenario(examples.resolve("scenario", args.scenario)) if args.scenario else None
+    backend, port = _backend(args, rig, rig_path)
     answers = _gate_answers(args.checklist)
-    backend = "serial" if args.port else "sim"
-    if args.port:
-        rig = rig.model_copy(update={"backend": "serial"})
+    rig = rig.model_copy(update={"backend": backend})
     bridge = _mqtt_bridge(args, rig)
     if args.hold and (bridge is None or "start_treatment" not in rig.mqtt.commands):
         from controller.mqtt.broker import MqttConfigError
@@ -153,12 +182,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             " rig file's mqtt.commands (remote start is off by default)"
         )
     progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
-    print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}")
+    where = f" on {port}" if port else ""
+    print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}{where}")
     with Journal(args.journal) as journal:
         journal.subscribe(progress.committed)
         opts = RunOptions(
             backend=backend,
-            port=args.port,
+            port=port,
             scenario=scenario,
             speed=args.speed,
             on_status=progress.status,
@@ -167,10 +197,42 @@ def cmd_run(args: argparse.Namespace) -> int:
             journal=journal,
             mqtt=bridge,
             hold_at_ready=args.hold,
+            handle_signals=True,
         )
         with progress:
             summary, controller = asyncio.run(run_treatment(rig, rx, opts))
     return _finish_run(args, progress, summary, controller.session_id)
+
+
+def _backend(args: argparse.Namespace, rig: RigConfig, rig_path: Path) -> tuple[str, str | None]:
+    """The backend the rig file names, unless the command line says otherwise; a serial
+    rig needs a port, and nothing ever falls back to simulation by itself."""
+    if args.sim:
+        chosen = "sim"
+    elif args.backend is not None:
+        chosen = args.backend
+    elif args.port is not None:
+        chosen = "serial"  # a port is an explicit choice of a serial line
+    else:
+        chosen = rig.backend
+    if chosen == "sim":
+        if args.port is not None:
+            raise AlsError("--port names a serial line: the simulated rig has none")
+        return "sim", None
+    port = args.port or rig.serial.url
+    if not port:
+        raise ConfigError(
+            str(rig_path),
+            [
+                ConfigIssue(
+                    "serial.url",
+                    "(missing)",
+                    "a serial rig needs its port",
+                    "set serial.url in the rig file, or give --port",
+                )
+            ],
+        )
+    return chosen, port
 
 
 def _mqtt_bridge(args: argparse.Namespace, rig: Any) -> Any:
@@ -188,8 +250,11 @@ def _mqtt_bridge(args: argparse.Namespace, rig: Any) -> Any:
     return MqttBridge(broker, rig.mqtt, rig.rig_id)
 
 
-def _finish_run(args: argparse.Namespace, progress: Any, summary: Any, session: int | None) -> int:
-    """Summary lines, summary JSON, the report: the same after a run and after a resume."""
+def _finish_run(
+    args: argparse.Namespace, progress: Any, summary: Summary, session: int | None
+) -> int:
+    """Summary lines, summary JSON, the report: the same after a run and after a resume.
+    The exit status is the outcome's (EXIT_CODES): 0 only for a completed treatment."""
     if summary.pre_start is not None and not summary.pre_start.allowed:
         print("start refused: " + "; ".join(summary.pre_start.reasons))
     print("\n".join(progress.summary_lines(summary)))
@@ -198,18 +263,28 @@ def _finish_run(args: argparse.Namespace, progress: Any, summary: Any, session: 
         Path(args.summary_json).write_text(summary.model_dump_json(indent=2) + "\n")
         print(f"summary: {args.summary_json}")
     print(f"journal: {args.journal} (session {session})")
-    try:
-        print(f"report: {_write_report(args.journal, session, args.report)}")
-    except Exception as exc:  # the treatment's outcome stands; the report can be made again
-        print(f"report failed ({exc}); try: alsctl report {session}", file=sys.stderr)
-    return 0 if summary.completed else 1
+    if session is not None:
+        try:
+            print(f"report: {_write_report(args.journal, session, args.report)}")
+        except Exception as exc:  # the treatment's outcome stands; the report can be made again
+            print(f"report failed ({exc}); try: alsctl report {session}", file=sys.stderr)
+    if summary.resume:
+        print(f"resume with: {summary.resume}")
+    return EXIT_CODES[summary.outcome]
+
+
+def report_path(journal: str | Path, session: int) -> Path:
+    """Beside the journal, named after it and the session: two journals in one folder never
+    write over each other's reports."""
+    journal = Path(journal)
+    return journal.parent / f"{journal.stem}-report-{session}.html"
 
 
 def _write_report(journal: str, session: int, out: str | None) -> Path:
     from controller import journal as jr
     from controller.report import render
 
-    path = Path(out or Path(journal).parent / f"report-{session}.html")
+    path = Path(out) if out else report_path(journal, session)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(jr.load(journal, session)))
     return path
@@ -257,22 +332,39 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    """Every session with its outcome; running ones told from dead ones; the exact resume
+    command only where a resume can succeed (the same rule the resume applies)."""
     from controller import journal as jr
+    from controller.fsm.machine import leaf
     from controller.progress import clock
+    from controller.runner import resume_refusal
 
     rows = jr.sessions(args.journal)
     print(
-        f"{'id':>4}  {'started (UTC)':<25} {'mode':<14} {'state':<16} {'rig time':>9}  prescription"
+        f"{'id':>4}  {'started (UTC)':<25} {'rig':<10} {'mode':<14} {'outcome':<12}"
+        f" {'state':<16} {'rig time':>9}  prescription"
     )
     for r in rows:
         print(
-            f"{r.id:>4}  {r.started_utc:<25} {r.mode:<14} {r.state:<16} "
-            f"{clock(r.rig_time_ms):>9}  {r.prescription}"
-            + ("" if r.completed or r.ended_utc else "  (interrupted: --resume)")
+            f"{r.id:>4}  {r.started_utc:<25} {r.rig_id:<10} {r.mode:<14} {r.status():<12}"
+            f" {leaf(r.state):<16} {clock(r.rig_time_ms):>9}  {_safe_text(r.prescription)}"
         )
+        if r.detail:
+            print(f"{'':>6}{_safe_text(r.detail)}")
+        if resume_refusal(r) is None:
+            rig = jr.load(args.journal, r.id, trends=False).snapshots.get("rig") or {}
+            port = (rig.get("serial") or {}).get("url") or "PORT"
+            print(
+                f"{'':>6}resume: alsctl run --resume {r.id} --port {port} --journal {args.journal}"
+            )
     if not rows:
         print("no session yet")
     return 0
+
+
+def _safe_text(text: str) -> str:
+    """Free text from a file, without the control characters that could fake a line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -283,15 +375,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Editable copies of the shipped examples, to start a rig or prescription from."""
+    folder = Path(args.folder)
+    written = examples.copy_to(folder)
+    for path in written:
+        print(path)
+    kept = "; files already there were kept" if not written else ""
+    print(f"{len(written)} example files in {folder}{kept}")
+    return 0
+
+
 def _gate_answers(path: str | None) -> GateAnswers | None:
     """From --checklist FILE, or asked at the terminal; None when neither is possible."""
     from controller.config.loading import read_yaml
 
     if path is not None:
+        found = examples.resolve("checklist", path)
         try:
-            return GateAnswers.model_validate(read_yaml(Path(path)))
+            return GateAnswers.model_validate(read_yaml(found))
         except ValidationError as exc:
-            raise ConfigError(path, issues_from(GateAnswers, exc)) from None
+            raise ConfigError(str(found), issues_from(GateAnswers, exc)) from None
     if not sys.stdin.isatty():
         return None  # the gate refuses: unattended runs must bring their checklist
     print("Pre-start checklist (consensus section 5); answer y or n.")
@@ -331,9 +435,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_generated(text: str, out: str) -> int:
-    """A generated document to a file (its path printed) or to stdout with `-`."""
-    if out == "-":
+def _write_generated(text: str, out: str | None) -> int:
+    """A generated document to stdout, or to the file given with --out (its path printed)."""
+    if out is None or out == "-":
         sys.stdout.write(text)
     else:
         Path(out).write_text(text)
@@ -358,9 +462,9 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
 
     from firmware_sim.server import serve
 
-    rig = load_rig(args.rig)
-    rx = load_prescription(args.prescription) if args.prescription else None
-    scenario = load_scenario(args.scenario) if args.scenario else None
+    rig = load_rig(examples.resolve("rig", args.rig))
+    rx = load_prescription(examples.resolve("prescription", args.prescription))
+    scenario = load_scenario(examples.resolve("scenario", args.scenario)) if args.scenario else None
     pace = "real time" if args.speed == 1 else f"{args.speed:g}x real time"
     print(f"# simulated firmware, {pace}; connect with: alsctl run --port <the line below>")
     asyncio.run(
@@ -376,11 +480,21 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alsctl")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alsctl",
         description="Li-ALS bench-rig and simulation controller. Not for clinical use.",
     )
+    parser.add_argument("--version", action="version", version=f"alsctl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check rig, prescription and scenario files")
@@ -388,19 +502,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=sorted(MODELS), help="the kind, if not told by the content")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="write the JSON Schemas of the config models")
-    p.add_argument("--out", default="docs/schemas", help="folder (default docs/schemas)")
+    p = sub.add_parser("schema", help="print (or write) the JSON Schemas of the models")
+    p.add_argument("kind", nargs="?", choices=sorted(SCHEMAS), help="one kind, to stdout")
+    p.add_argument("--out", metavar="FOLDER", help="write KIND.schema.json files here")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("run", help="run a treatment on the simulated rig or a serial rig")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--sim", action="store_true", help="the simulated rig (the default)")
-    where.add_argument("--port", metavar="URL", help="serial rig: /dev/ttyUSB0, a pty, socket://")
-    p.add_argument("--rig", default=DEFAULT_RIG, help=f"rig file (default {DEFAULT_RIG})")
-    p.add_argument(
-        "--prescription", default=DEFAULT_PRESCRIPTION, help=f"default {DEFAULT_PRESCRIPTION}"
+    p = sub.add_parser("init", help="copy the shipped example configs into a folder to edit")
+    p.add_argument("folder", metavar="DIR")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "run",
+        help="run a treatment on the simulated rig or a serial rig",
+        description="Run one treatment: self-test, priming, the pre-start gate, the treatment"
+        " the prescription names, rinse-back; journaled, ending with a summary and a report."
+        " The rig file's backend decides where it runs (sim or serial); --sim, --backend and"
+        " --port override it. Ctrl-C or SIGTERM puts the rig in its safe state and ends the"
+        " run with its summary.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--scenario", help="fault scenario for the simulated rig")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--sim", action="store_true", help="the simulated rig, whatever the rig file"
+    )
+    where.add_argument(
+        "--backend", choices=("sim", "serial"), help="override the rig file's backend"
+    )
+    p.add_argument(
+        "--port", metavar="URL", help="serial rig: /dev/ttyUSB0, a pty, socket://host:port"
+    )
+    p.add_argument("--rig", default=None, help=f"rig ({examples.describe('rig')})")
+    p.add_argument(
+        "--prescription",
+        default=None,
+        help=f"prescription ({examples.describe('prescription')})",
+    )
+    p.add_argument(
+        "--scenario", help=f"fault scenario for the simulated rig ({examples.describe('scenario')})"
+    )
     p.add_argument(
         "--speed", type=_speed, default=None, help="simulation: N x real time or max (default)"
     )
@@ -408,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checklist",
         metavar="FILE",
-        help="pre-start checklist (and override) for unattended runs; asked on a terminal",
+        help="pre-start checklist (and override) for unattended runs; asked on a terminal"
+        f" ({examples.describe('checklist').removeprefix('default: clear; ')})",
     )
     p.add_argument(
         "--auto-resume",
@@ -447,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="a line per change even on a terminal")
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("asyncapi", help="write the AsyncAPI 3 description of the MQTT API")
-    p.add_argument("--out", default="docs/asyncapi.yaml", help="file, or - for stdout")
+    p = sub.add_parser("asyncapi", help="print the AsyncAPI 3 description of the MQTT API")
+    p.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     p.set_defaults(func=cmd_asyncapi)
 
     p = sub.add_parser("sessions", help="list the journaled sessions")
@@ -462,9 +603,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("firmware-sim", help="serve the simulated firmware on a pty, device or TCP")
-    p.add_argument("--rig", default=DEFAULT_RIG, help=f"rig file (default {DEFAULT_RIG})")
-    p.add_argument("--prescription", help="sizes the simulated patient and bags")
-    p.add_argument("--scenario", help="fault scenario, in rig time")
+    p.add_argument("--rig", default=None, help=f"rig ({examples.describe('rig')})")
+    p.add_argument(
+        "--prescription",
+        help=f"sizes the simulated patient and bags ({examples.describe('prescription')})",
+    )
+    p.add_argument(
+        "--scenario", help=f"fault scenario, in rig time ({examples.describe('scenario')})"
+    )
     on = p.add_mutually_exclusive_group()
     on.add_argument("--device", help="serve on this serial device instead of a new pty")
     on.add_argument("--tcp", metavar="HOST:PORT", help="serve on TCP (controller: socket://...)")
@@ -473,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_firmware_sim)
 
-    p = sub.add_parser("diagram", help="write the state diagram (Mermaid) from the machine")
-    p.add_argument("--out", default="docs/state-machine.md", help="file, or - for stdout")
+    p = sub.add_parser("diagram", help="print the state diagram (Mermaid) of the machine")
+    p.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
     p.set_defaults(func=cmd_diagram)
     return parser
 
@@ -491,8 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlsError as exc:
         print(f"alsctl: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # outside a treatment (a prompt, a report): nothing to make safe
+        print("alsctl: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

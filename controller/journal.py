@@ -19,7 +19,9 @@ alsctl is refused, never rewritten.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
 import sqlite3
 import sys
 import threading
@@ -76,6 +78,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX trend_session ON trend(session, first_ms);
     """,
+    # 2: how a session ended (controller/outcome.py), and who is writing it now
+    """
+    ALTER TABLE session ADD COLUMN outcome TEXT;
+    ALTER TABLE session ADD COLUMN detail TEXT;
+    ALTER TABLE session ADD COLUMN pid INTEGER;
+    ALTER TABLE session ADD COLUMN host TEXT;
+    ALTER TABLE session ADD COLUMN heartbeat_utc TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Rows taken into one transaction at most (a backlog is worked off in chunks).
@@ -84,7 +94,12 @@ BATCH = 2000
 #: whatever the pace of the run. Events do not wait: they are committed at once, because
 #: nobody sees them (console, MQTT) before they are on disk.
 BATCH_WAIT_S = 0.1
-URGENT = frozenset({"event", "session", "flush", "end"})
+URGENT = frozenset({"event", "session", "flush", "end", "claim"})
+#: The writer stamps the sessions it writes this often: a session whose stamp is older than
+#: STALE_S (or whose process is gone) has nobody running it.
+HEARTBEAT_S = 2.0
+STALE_S = 10.0
+HOST = socket.gethostname()
 
 
 class JournalError(AlsError):
@@ -130,6 +145,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process, alive
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """An event as subscribers see it: already on disk."""
@@ -155,6 +180,9 @@ class Journal:
         self._subscribers: list[Callable[[list[Committed]], None]] = []
         self._error: BaseException | None = None
         self._closed = False
+        #: sessions this process is writing: their heartbeat is kept fresh (writer thread)
+        self._owned: frozenset[int] = frozenset()
+        self._beat_at = 0.0
         self._thread = threading.Thread(target=self._writer, name="journal", daemon=True)
         self._thread.start()
 
@@ -187,8 +215,23 @@ class Journal:
     def trend(self, session: int, t_ms: int, full_rate: bool, body: dict[str, Any]) -> None:
         self._put("trend", (session, t_ms, int(full_rate), body))
 
-    def end_session(self, session: int, state: str, rig_time_ms: int, completed: bool) -> None:
-        self._put("end", (session, state, rig_time_ms, completed))
+    def end_session(
+        self,
+        session: int,
+        state: str,
+        rig_time_ms: int,
+        outcome: str,
+        detail: str = "",
+        *,
+        ended: bool = True,
+    ) -> None:
+        """The session's outcome. `ended=False` keeps it open for `--resume` (a serial rig
+        interrupted mid-treatment): nobody runs it any more, but it can go on."""
+        self._put("end", (session, state, rig_time_ms, outcome, detail, ended))
+
+    def claim(self, session: int) -> None:
+        """This process now runs `session` (a resume): its pid and heartbeat, no outcome."""
+        self._put("claim", session)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is committed (at the end of a run)."""
@@ -221,7 +264,12 @@ class Journal:
         try:
             stop = False
             while not stop:
-                items = [self._queue.get()]
+                try:
+                    first = self._queue.get(timeout=HEARTBEAT_S)
+                except queue.Empty:
+                    self._beat(conn)
+                    continue
+                items = [first]
                 deadline = time.monotonic() + BATCH_WAIT_S
                 urgent = items[0] is not None and items[0][0] in URGENT
                 while len(items) < BATCH and items[-1] is not None:
@@ -238,11 +286,23 @@ class Journal:
                     stop = True
                     items.pop()
                 self._commit(conn, items)
+                if time.monotonic() - self._beat_at >= HEARTBEAT_S:
+                    self._beat(conn)
         except BaseException as exc:  # the run goes on; the next call reports it
             self._error = exc
             raise
         finally:
             conn.close()
+
+    def _beat(self, conn: sqlite3.Connection) -> None:
+        """Stamp the sessions this process runs: `alsctl sessions` tells them from the dead."""
+        self._beat_at = time.monotonic()
+        owned = self._owned
+        if owned:
+            conn.execute(
+                f"UPDATE session SET heartbeat_utc = ? WHERE id IN ({','.join('?' * len(owned))})",
+                (_now(), *owned),
+            )
 
     def _commit(self, conn: sqlite3.Connection, items: list[tuple[str, Any]]) -> None:
         """One transaction for everything taken. Rows are prepared first and written with
@@ -277,7 +337,8 @@ class Journal:
         events: list[tuple[int, int, str, dict[str, Any]]] = []
         trends: dict[tuple[int, int], list[tuple[int, dict[str, Any]]]] = {}
         snapshots: list[tuple[int, str, str]] = []
-        ends: list[tuple[str, int, int, str, int]] = []
+        ends: list[tuple[str, int, int, str, str, str | None, int]] = []
+        claims: list[int] = []
         sessions: list[tuple[Any, ...]] = []
         checkpoints: dict[int, tuple[int, str, dict[str, Any]]] = {}
         for kind, item in items:
@@ -295,8 +356,13 @@ class Journal:
             elif kind == "session":
                 sessions.append(item)
             elif kind == "end":
-                session, state, rig_ms, completed = item
-                ends.append((state, rig_ms, int(completed), _now(), session))
+                session, state, rig_ms, outcome, detail, ended = item
+                completed = int(outcome == "completed")
+                ends.append(
+                    (state, rig_ms, completed, outcome, detail, _now() if ended else None, session)
+                )
+            elif kind == "claim":
+                claims.append(item)
         bodies = [json.dumps(body) for _s, _t, _k, body in events]
         # IMMEDIATE: the write lock from the start, so the numbers taken below are ours even
         # when another alsctl writes to the same file
@@ -304,10 +370,12 @@ class Journal:
         for rig_id, backend, prescription, mode, snaps, future in sessions:
             cur = conn.execute(
                 "INSERT INTO session (started_utc, rig_id, backend, prescription, mode,"
-                " state) VALUES (?, ?, ?, ?, ?, 'idle')",
-                (_now(), rig_id, backend, prescription, mode),
+                " state, pid, host, heartbeat_utc) VALUES (?, ?, ?, ?, ?, 'idle', ?, ?, ?)",
+                (_now(), rig_id, backend, prescription, mode, os.getpid(), HOST, _now()),
             )
             sid = cur.lastrowid
+            assert sid is not None
+            self._owned |= {sid}
             snapshots += [(sid, what, json.dumps(body)) for what, body in snaps.items()]
             done[:] = [(f, sid if f is future else v) for f, v in done]
         committed: list[Committed] = []
@@ -343,12 +411,20 @@ class Journal:
                 "UPDATE session SET state = ?, rig_time_ms = ? WHERE id = ?",
                 [(state, t, sid) for sid, (t, state, _b) in checkpoints.items()],
             )
+        if claims:
+            conn.executemany(
+                "UPDATE session SET pid = ?, host = ?, heartbeat_utc = ?, outcome = NULL,"
+                " detail = NULL WHERE id = ?",
+                [(os.getpid(), HOST, _now(), sid) for sid in claims],
+            )
+            self._owned |= set(claims)
         if ends:
             conn.executemany(
-                "UPDATE session SET state = ?, rig_time_ms = ?, completed = ?,"
-                " ended_utc = ? WHERE id = ?",
+                "UPDATE session SET state = ?, rig_time_ms = ?, completed = ?, outcome = ?,"
+                " detail = ?, ended_utc = ? WHERE id = ?",
                 ends,
             )
+            self._owned -= {row[-1] for row in ends}
         conn.execute("COMMIT")
         return committed
 
@@ -366,6 +442,39 @@ class SessionRow:
     rig_time_ms: int
     completed: bool
     ended_utc: str | None
+    outcome: str | None = None
+    detail: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_utc: str | None = None
+
+    def running(self, now: datetime | None = None) -> bool:
+        """A process is writing this session now: its heartbeat is fresh and, on this
+        host, its process is alive (a killed controller stops both)."""
+        if self.ended_utc is not None or self.outcome is not None or not self.heartbeat_utc:
+            return False
+        age = (
+            (now or datetime.now(UTC)) - datetime.fromisoformat(self.heartbeat_utc)
+        ).total_seconds()
+        if age > STALE_S:
+            return False
+        return self.host != HOST or self.pid is None or _pid_alive(self.pid)
+
+    def status(self, now: datetime | None = None) -> str:
+        """The outcome once ended; `running` while a process writes it; else `interrupted`."""
+        if self.ended_utc is not None:
+            return self.outcome or ("completed" if self.completed else self.state)
+        return "running" if self.running(now) else "interrupted"
+
+
+_ROW_COLUMNS = (
+    "id, started_utc, rig_id, backend, prescription, mode, state, rig_time_ms, completed,"
+    " ended_utc, outcome, detail, pid, host, heartbeat_utc"
+)
+
+
+def _row(r: Sequence[Any]) -> SessionRow:
+    return SessionRow(*r[:8], bool(r[8]), *r[9:])
 
 
 @dataclass(slots=True)
@@ -379,19 +488,36 @@ class SessionRecord:
     trends: list[tuple[int, bool, dict[str, Any]]]
 
 
-def sessions(path: Path | str) -> list[SessionRow]:
+def _readable(path: Path | str) -> sqlite3.Connection:
+    """A read-only connection to a journal at the newest schema: a file written by an older
+    alsctl is migrated first (forward only, as any writer would)."""
     conn = connect(path, readonly=True)
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        conn.close()
+        writer = connect(path)
+        try:
+            migrate(writer)
+        finally:
+            writer.close()
+        conn = connect(path, readonly=True)
+    return conn
+
+
+def sessions(path: Path | str) -> list[SessionRow]:
+    conn = _readable(path)
     try:
-        rows = conn.execute("SELECT * FROM session ORDER BY id").fetchall()
+        rows = conn.execute(f"SELECT {_ROW_COLUMNS} FROM session ORDER BY id").fetchall()
     finally:
         conn.close()
-    return [SessionRow(*r[:8], bool(r[8]), r[9]) for r in rows]
+    return [_row(r) for r in rows]
 
 
 def load(path: Path | str, session: int, *, trends: bool = True) -> SessionRecord:
-    conn = connect(path, readonly=True)
+    conn = _readable(path)
     try:
-        row = conn.execute("SELECT * FROM session WHERE id = ?", (session,)).fetchone()
+        row = conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM session WHERE id = ?", (session,)
+        ).fetchone()
         if row is None:
             known = [r[0] for r in conn.execute("SELECT id FROM session ORDER BY id")]
             raise JournalError(f"no session {session} in {path} (sessions: {known or 'none'})")
@@ -419,7 +545,7 @@ def load(path: Path | str, session: int, *, trends: bool = True) -> SessionRecor
     finally:
         conn.close()
     return SessionRecord(
-        row=SessionRow(*row[:8], bool(row[8]), row[9]),
+        row=_row(row),
         snapshots=snaps,
         events=events,
         checkpoint=json.loads(cp[0]) if cp else None,

@@ -70,7 +70,7 @@ class Progress:
                 what = f"{b['source']} -> {b['dest']}  ({b['cause']})"
             elif e.kind == "alarm" and b["kind"] in ("raised", "cleared", "acknowledged"):
                 what = f"ALARM {b['kind']} {b['alarm']} ({b['priority']})"
-            elif e.kind in ("operator", "resumed", "error"):
+            elif e.kind in ("operator", "resumed", "error", "interrupted"):
                 what = f"{e.kind}: " + ", ".join(
                     f"{k} {v}" for k, v in b.items() if k != "traceback"
                 )
@@ -109,8 +109,8 @@ class Progress:
     def summary_lines(s: Summary) -> list[str]:
         v = s.volumes
         lines = [
-            f"final state: {s.final_state} ({'completed' if s.completed else 'NOT completed'})"
-            f" after {clock(s.rig_time_s * 1000)} of rig time",
+            f"outcome: {s.outcome}: {s.outcome_detail}",
+            f"final state: {s.final_state} after {clock(s.rig_time_s * 1000)} of rig time",
             "phases: " + ", ".join(f"{k} {clock(sec * 1000)}" for k, sec in s.phases_s.items()),
             f"exchange {v.exchange_ml:.0f} mL; processed plasma {v.processed_plasma_ml:.0f} mL"
             f" ({v.passes:.1f} passes); filtrate {v.filtrate_ml:.0f} mL;"

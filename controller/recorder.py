@@ -57,6 +57,7 @@ class Recorder:
         *,
         solutes: Callable[[], dict[str, float]] | None = None,
         period_ms: int = 100,
+        resumed: bool = False,
     ) -> None:
         self.journal = journal
         self.session = session
@@ -68,6 +69,8 @@ class Recorder:
         self._next_trend_ms = 0
         self._next_checkpoint_ms = 0
         self._full_until_ms = -1
+        #: a new session is this process's from its start; a resumed one from its restore
+        self._claimed = not resumed
 
     def _extra(self) -> dict[str, float]:
         return self.solutes() if self.solutes is not None else {}
@@ -94,6 +97,11 @@ class Recorder:
         c = self.controller
         if c.resuming:
             return False  # the journaled checkpoint is the one being resumed: keep it
+        if not self._claimed:
+            # a resumed session is this process's only once restored: a declined or
+            # refused resume leaves the row exactly as it was
+            self.journal.claim(self.session)
+            self._claimed = True
         self.journal.checkpoint(self.session, t_ms, c.machine.phase, c.checkpoint())
         return True
 

@@ -189,7 +189,9 @@ def render(record: SessionRecord) -> str:
     row = record.row
     summary = record.snapshots.get("summary") or {}
     rx = record.snapshots.get("prescription_effective") or record.snapshots.get("prescription")
-    state_class = "ok" if row.completed else "bad"
+    status = row.status()
+    state_class = "ok" if status == "completed" else "bad"
+    detail = row.detail or summary.get("outcome_detail") or ""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>alsctl session {row.id}</title><style>{CSS}</style>",
@@ -201,14 +203,20 @@ def render(record: SessionRecord) -> str:
                 ("rig", f"{row.rig_id} ({row.backend})"),
                 ("started (UTC)", row.started_utc),
                 ("ended (UTC)", row.ended_utc or "not ended (interrupted?)"),
-                ("final state", row.state),
+                ("outcome", status),
+                ("final state", row.state.rsplit(".", 1)[-1]),
                 ("rig time", _clock(row.rig_time_ms)),
             ],
             ("", ""),
         ),
-        f"<p class='{state_class}'><b>"
-        + ("Completed through rinse-back." if row.completed else "NOT completed.")
-        + "</b></p>",
+        f"<p class='outcome {state_class}'><b>Outcome: {html.escape(status)}</b>"
+        + (f": {html.escape(detail)}" if detail else "")
+        + (
+            f"<br>Resume with <code>{html.escape(summary['resume'])}</code>"
+            if summary.get("resume") and status == "interrupted"
+            else ""
+        )
+        + "</p>",
     ]
     if summary:
         v = summary["volumes"]

@@ -7,12 +7,15 @@ moved since connection); that is read here, at the edge, never by the controller
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from controller.app import ACCOUNTED, Controller, ResumeFailed, Status
+from controller.app import ACCOUNTED, Controller, Interrupted, ResumeFailed, Status
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_NAMES, RigConfig
 from controller.config.scenario import Scenario
@@ -20,8 +23,9 @@ from controller.errors import HalError
 from controller.fsm.machine import TransitionRecord, leaf
 from controller.hal import open_hal
 from controller.hal.base import Hal
-from controller.journal import Journal, JournalError, SessionRecord
+from controller.journal import Journal, JournalError, SessionRecord, SessionRow
 from controller.mqtt.bridge import MqttBridge
+from controller.outcome import Outcome
 from controller.recorder import Recorder
 from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import SoluteOut, Summary
@@ -58,6 +62,32 @@ class RunOptions:
     mqtt: MqttBridge | None = None
     #: after the pre-start checks, wait at `ready` for an explicit (remote) start
     hold_at_ready: bool = False
+    #: SIGINT and SIGTERM end the run safely, with its summary (the CLI; not in tests)
+    handle_signals: bool = False
+
+
+#: The signals that end a run, and how the journal names them.
+SIGNALS = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+
+
+def resume_refusal(row: SessionRow) -> str | None:
+    """Why `--resume` cannot continue this session, or None when it can: the one rule that
+    both `alsctl sessions` (which offers it) and the resume itself (which refuses) apply."""
+    if row.backend != "serial":
+        return (
+            f"session {row.id} ran on {row.backend}: a simulated rig ends with its process,"
+            " there is nothing to resume"
+        )
+    if row.ended_utc is not None:
+        return f"session {row.id} ended ({row.outcome or row.state}): nothing to resume"
+    if row.running():
+        return f"session {row.id} is running (process {row.pid} on {row.host})"
+    if leaf(row.state) not in ACCOUNTED:
+        return (
+            f"session {row.id} stopped in {leaf(row.state)}, before the treatment began:"
+            " start a new run (self-test and priming are repeated, not resumed)"
+        )
+    return None
 
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
@@ -94,23 +124,33 @@ async def run_treatment(
         auto_resume_s=opts.auto_resume_s,
         auto_start=not opts.hold_at_ready,
     )
-    session = None
-    if opts.journal is not None:
-        session = opts.journal.start_session(
+    journal = opts.journal
+
+    def start_session() -> int | None:
+        """Only once the rig answered: a run that never connected leaves no session."""
+        if journal is None:
+            return None
+        if opts.port is not None:  # the port it ran on: what a `--resume` needs again
+            serial = rig.serial.model_copy(update={"url": opts.port})
+            snap_rig = rig.model_copy(update={"serial": serial})
+        else:
+            snap_rig = rig
+        return journal.start_session(
             rig_id=rig.rig_id,
             backend=hal.backend,
-            prescription=rx.name,
+            prescription=rx.name or "(unnamed)",
             mode=rx.mode,
             snapshots={
-                "rig": rig.model_dump(mode="json"),
+                "rig": snap_rig.model_dump(mode="json"),
                 "prescription": rx.model_dump(mode="json", exclude_none=True, by_alias=True),
                 "scenario": opts.scenario.model_dump(mode="json") if opts.scenario else None,
             },
         )
-    summary = await _run(controller, hal, opts, session, controller.run)
+
+    summary = await _run(controller, hal, opts, start_session, controller.run)
     if physics is not None:
         summary = summary.model_copy(update=_simulation_truth(physics, at_connection))
-    _finish(opts, session, summary)
+    summary = _finish(opts, controller.session_id, summary)
     return summary, controller
 
 
@@ -123,19 +163,12 @@ async def resume_treatment(
     if opts.journal is None:
         raise JournalError("a resume needs the journal it continues")
     cp = record.checkpoint
-    if record.row.backend != "serial":
-        raise JournalError(
-            f"session {record.row.id} ran on {record.row.backend}: a simulated rig ends with"
-            " its process, there is nothing to resume"
-        )
-    if record.row.ended_utc is not None:
-        raise JournalError(f"session {record.row.id} ended ({record.row.state}): nothing to resume")
-    if cp is None or leaf(cp["state"]) not in ACCOUNTED:
-        state = leaf(cp["state"]) if cp else record.row.state
-        raise JournalError(
-            f"session {record.row.id} stopped in {state}, before the treatment began:"
-            " start a new run (self-test and priming are repeated, not resumed)"
-        )
+    refusal = resume_refusal(record.row)
+    if refusal is None and (cp is None or leaf(cp["state"]) not in ACCOUNTED):
+        refusal = f"session {record.row.id} has no checkpoint of a treatment to resume"
+    if refusal is not None:
+        raise JournalError(refusal)
+    assert cp is not None
     snaps = record.snapshots
     rig = RigConfig.model_validate(snaps["rig"])
     if opts.backend == "serial":
@@ -145,6 +178,7 @@ async def resume_treatment(
     controller = Controller(
         hal, rig, rx, max_rig_s=opts.max_rig_s, auto_resume_s=opts.auto_resume_s
     )
+    controller.resuming = True  # the recorder must know from the start: nothing is claimed
     history = [TransitionRecord(e.t_ms, **e.body) for e in record.events if e.kind == "transition"]
     gate = next((e.body for e in record.events if e.kind == "pre_start"), None)
     if gate is not None:
@@ -159,13 +193,60 @@ async def resume_treatment(
         opts.journal.flush()
         raise ResumeFailed(
             f"resume of session {record.row.id} failed before anything was restored:"
-            f" {summary.error}; the session is unchanged"
+            f" {summary.error or summary.outcome_detail}; the session is unchanged"
         )
-    _finish(opts, record.row.id, summary)
+    summary = _finish(opts, record.row.id, summary)
     return summary, controller
 
 
+@contextlib.contextmanager
+def _signals(controller: Controller, on: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM interrupt the run through the controller (safe state, journal,
+    summary) instead of killing the process with the pumps as they were."""
+    if not on:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    for sig, name in SIGNALS.items():
+        loop.add_signal_handler(sig, controller.interrupt, name)
+    try:
+        yield
+    finally:
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
 async def _run(
+    controller: Controller,
+    hal: Hal,
+    opts: RunOptions,
+    session_or_start: int | Callable[[], int | None] | None,
+    body: Callable[[], Awaitable[Summary]],
+) -> Summary:
+    controller.claim_task()
+    # what exists now lives as long as the run: frozen, a full garbage collection never
+    # walks it, so it cannot pause the control loop past the firmware's watchdog. Before
+    # connecting: a collection takes tens of ms, which the firmware would spend sampling.
+    gc.collect()
+    gc.freeze()
+    with _signals(controller, opts.handle_signals):
+        try:
+            async with hal:
+                session = session_or_start() if callable(session_or_start) else session_or_start
+                return await _wired(controller, hal, opts, session, body)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if controller.interrupt_cause is None or task is None or not task.cancelling():
+                raise
+            task.uncancel()  # interrupted before the run began: nothing was commanded
+            raise Interrupted(
+                f"{controller.interrupt_cause} before the treatment began; nothing was commanded"
+            ) from None
+        finally:
+            gc.unfreeze()
+
+
+async def _wired(
     controller: Controller,
     hal: Hal,
     opts: RunOptions,
@@ -192,6 +273,7 @@ async def _run(
             controller,
             solutes=solutes,
             period_ms=controller.rig.sample_period_ms,
+            resumed=controller.resuming,
         )
         on_status.insert(0, recorder.status)
         on_transition.insert(0, recorder.transition)
@@ -206,15 +288,9 @@ async def _run(
         opts.on_controller(controller)
     if bridge is not None:
         bridge.start(controller, opts.journal, session)  # type: ignore[arg-type]
-    # what exists now lives as long as the run: frozen, a full garbage collection never
-    # walks it, so it cannot pause the control loop past the firmware's watchdog
-    gc.collect()
-    gc.freeze()
     try:
-        async with hal:
-            return await body()
+        return await body()
     finally:
-        gc.unfreeze()
         if bridge is not None:
             await bridge.close()
 
@@ -232,14 +308,35 @@ def _chain(callbacks: list[Callable[[Any], None]]) -> Callable[[Any], None] | No
     return call
 
 
-def _finish(opts: RunOptions, session: int | None, summary: Summary) -> None:
-    if opts.journal is None or session is None:
-        return
-    opts.journal.snapshot(session, "summary", summary.model_dump(mode="json"))
-    opts.journal.end_session(
-        session, summary.final_state, int(summary.rig_time_s * 1000), summary.completed
+def _finish(opts: RunOptions, session: int | None, summary: Summary) -> Summary:
+    """The outcome into the journal. An interrupted serial session stays open for
+    `--resume` (the firmware holds the circuit in its safe state), and the summary says how."""
+    journal = opts.journal
+    if journal is None or session is None:
+        return summary
+    resumable = (
+        summary.outcome is Outcome.INTERRUPTED
+        and summary.backend == "serial"
+        and summary.final_state in ACCOUNTED
     )
-    opts.journal.flush()
+    if resumable:
+        summary = summary.model_copy(
+            update={
+                "resume": f"alsctl run --resume {session} --port {opts.port}"
+                f" --journal {journal.path}"
+            }
+        )
+    journal.snapshot(session, "summary", summary.model_dump(mode="json"))
+    journal.end_session(
+        session,
+        summary.final_state,
+        int(summary.rig_time_s * 1000),
+        summary.outcome,
+        summary.outcome_detail,
+        ended=not resumable,
+    )
+    journal.flush()
+    return summary
 
 
 def _simulation_truth(physics, at_connection: list[float]) -> dict[str, object]:  # type: ignore[no-untyped-def]

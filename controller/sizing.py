@@ -2,6 +2,10 @@
 
 Kept apart from the models so it can be checked against the published figures on its own
 (Kaplan: PV = 0.065 x weight x (1 - Hct); single-pool exchange: C/C0 = exp(-V/PV)).
+
+The plan is computed from the same constants the control loop runs on (the self-test's pump
+checks, the priming flow, the connection ramp, the rinse-back flow), so the plan an operator
+reads before starting and the run agree (tests/integration/test_treatment.py checks it).
 """
 
 from __future__ import annotations
@@ -13,15 +17,25 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from controller.config.prescription import Prescription
 
-#: Fixed estimates for the steps whose length does not follow from the prescription.
-SELF_TEST_S = 60.0
-CONNECTING_S = 120.0
-#: Saline needed to prime the blood side and, when there is one, the plasma loop.
+#: Self-test: each of the eight pumps runs this long for its encoder check, one after the
+#: other; the clamp and sensor checks add a few samples.
+SELF_TEST_PUMP_S = 1.0
+SELF_TEST_PUMPS = 8
+SELF_TEST_EXTRA_S = 1.0
+#: Saline needed to prime the blood side and, when there is one, the plasma loop; the loop
+#: primes at the same time, at the rate that fills it when the blood side is full.
 PRIME_BLOOD_SIDE_ML = 600.0
 PRIME_LOOP_ML = 500.0
 PRIME_FLOW_ML_MIN = 150.0
+#: Blood pump ramp at connection (mL/min per second): 120 mL/min in about a minute.
+BLOOD_RAMP_ML_MIN_PER_S = 2.0
+#: The loop runs while the double-chamber bag (outer + inner) holds at least this much plasma:
+#: enough that the loop pump never runs the outer chamber dry between samples.
+BAG_MIN_ML = 100.0
 #: Blood held by the extracorporeal blood side, returned with saline at the end.
 RINSE_BACK_ML = 300.0
+#: Blood flow of the rinse-back (saline pushes the circuit's blood home).
+RINSE_BACK_FLOW_ML_MIN = 100.0
 
 
 def plasma_volume_ml(weight_kg: float, hematocrit: float) -> float:
@@ -65,15 +79,20 @@ def plan(p: Prescription) -> TreatmentPlan:
     pv = p.plasma_volume_ml
     v = p.exchange_ml
     qp = p.plasma_flow
-    prime_ml = PRIME_BLOOD_SIDE_ML + (PRIME_LOOP_ML if p.has_loop else 0.0)
+    loop = f" (loop {PRIME_LOOP_ML:.0f} mL at the same time)" if p.has_loop else ""
+    ramp_s = max(0.0, p.blood_flow_ml_min / BLOOD_RAMP_ML_MIN_PER_S - 1.0)
     phases = [
-        PhasePlan("self_test", SELF_TEST_S, "pumps, clamp, detectors, pressure zero"),
+        PhasePlan(
+            "self_test",
+            SELF_TEST_PUMPS * SELF_TEST_PUMP_S + SELF_TEST_EXTRA_S,
+            "pumps, clamp, detectors, pressure zero",
+        ),
         PhasePlan(
             "priming",
-            _minutes(prime_ml, PRIME_FLOW_ML_MIN),
-            f"{prime_ml:.0f} mL saline at {PRIME_FLOW_ML_MIN:.0f} mL/min",
+            _minutes(PRIME_BLOOD_SIDE_ML, PRIME_FLOW_ML_MIN),
+            f"{PRIME_BLOOD_SIDE_ML:.0f} mL saline at {PRIME_FLOW_ML_MIN:.0f} mL/min{loop}",
         ),
-        PhasePlan("connecting", CONNECTING_S, f"blood ramp to {p.blood_flow_ml_min:g} mL/min"),
+        PhasePlan("connecting", ramp_s, f"blood ramp to {p.blood_flow_ml_min:g} mL/min"),
     ]
     if v > 0:
         collect = p.collection_threshold_ml if p.has_loop else 0.0
@@ -94,7 +113,16 @@ def plan(p: Prescription) -> TreatmentPlan:
         if end.duration_min is not None:
             candidates.append(end.duration_min * 60.0)
         if end.processed_plasma_ml is not None:
-            candidates.append(_minutes(end.processed_plasma_ml, p.loop_flow))
+            # the loop starts once the bag holds BAG_MIN_ML: in collection when there is
+            # one (what it processes there counts), else at the start of purification
+            fill_s = _minutes(BAG_MIN_ML, qp)
+            if v > 0:
+                collect_s = _minutes(p.collection_threshold_ml, qp)
+                before = p.loop_flow * max(0.0, collect_s - fill_s) / 60.0
+                left = max(0.0, end.processed_plasma_ml - before)
+                candidates.append(_minutes(left, p.loop_flow))
+            else:
+                candidates.append(fill_s + _minutes(end.processed_plasma_ml, p.loop_flow))
         phases.append(
             PhasePlan(
                 "purification",
@@ -102,11 +130,12 @@ def plan(p: Prescription) -> TreatmentPlan:
                 f"loop {p.loop_flow:.0f} mL/min, filtrate {p.filtrate_flow:g} mL/min",
             )
         )
+    rinse_flow = min(RINSE_BACK_FLOW_ML_MIN, p.blood_flow_ml_min)
     phases.append(
         PhasePlan(
             "rinse_back",
-            _minutes(RINSE_BACK_ML, p.blood_flow_ml_min),
-            f"{RINSE_BACK_ML:.0f} mL returned with saline",
+            _minutes(RINSE_BACK_ML, rinse_flow),
+            f"{RINSE_BACK_ML:.0f} mL returned with saline at {rinse_flow:g} mL/min",
         )
     )
     return TreatmentPlan(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.outcome import Outcome
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -60,14 +62,35 @@ class GateOut(_Model):
     blood_flow_ml_min: float
 
 
+class StopOut(_Model):
+    """Who ended a treatment early, why, and how far it had got."""
+
+    by: str = Field(description="operator, console, mqtt <user>, pre-start gate ...")
+    reason: str = Field(description="the reason given, or what refused the start")
+    phase: str = Field(description="the phase it stopped (the interrupted one in alarm/pause)")
+    t_s: float = Field(description="session time of the stop")
+    progress: str = Field(description="how far toward the prescription, in words")
+    done: float | None = Field(None, description="the phase's measure so far")
+    target: float | None = Field(None, description="the prescription's target of that measure")
+    unit: str = ""
+
+
 class Summary(_Model):
     rig_id: str
     backend: str
     prescription: str
     mode: str
+    outcome: Outcome = Field(
+        description="completed, stopped, alarm, fault or interrupted (README: exit status)"
+    )
+    outcome_detail: str = Field(description="the outcome in one line, as a person reads it")
     final_state: str
-    completed: bool = Field(description="the treatment reached `done` through rinse-back")
-    rig_time_s: float
+    completed: bool = Field(description="outcome is `completed`: the prescription was done")
+    stop: StopOut | None = Field(None, description="a stopped treatment: by whom, why, how far")
+    resume: str | None = Field(
+        None, description="an interrupted serial session: the command that continues it"
+    )
+    rig_time_s: float = Field(description="session time: rig time since the session started")
     phases_s: dict[str, float] = Field(description="time spent in each state, summed")
     volumes: VolumesOut
     alarms: list[AlarmOut]

@@ -37,7 +37,7 @@ def resolve(kind: str, given: str | None) -> Path:
     if given is None:
         given = DEFAULTS[kind]
     path = Path(given)
-    if path.exists() or path.suffix or "/" in given:
+    if path.is_file() or path.suffix or "/" in given:
         return path
     shipped = ROOT / FOLDERS[kind] / f"{given}.yaml"
     return shipped if shipped.is_file() else path

@@ -11,15 +11,12 @@ from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_HARD_MAX, PUMP_NAMES
-from controller.sizing import RINSE_BACK_ML
-
-#: Blood pump ramp at connection (mL/min per second): 120 mL/min in about a minute.
-BLOOD_RAMP_ML_MIN_PER_S = 2.0
-#: The loop runs while the double-chamber bag (outer + inner) holds at least this much plasma:
-#: enough that the loop pump never runs the outer chamber dry between samples.
-BAG_MIN_ML = 100.0
-#: Blood flow of the rinse-back (saline pushes the circuit's blood home).
-RINSE_BACK_FLOW_ML_MIN = 100.0
+from controller.sizing import (
+    BAG_MIN_ML,
+    BLOOD_RAMP_ML_MIN_PER_S,
+    RINSE_BACK_FLOW_ML_MIN,
+    RINSE_BACK_ML,
+)
 
 
 @dataclass(frozen=True, slots=True)

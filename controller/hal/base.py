@@ -186,6 +186,13 @@ class Hal(ABC):
             raise HalError(f"{self.backend} HAL is not connected")
         return self._info
 
+    @property
+    def clock_origin_ms(self) -> int | None:
+        """The firmware's clock when this HAL connected, when the backend knows it (the
+        simulated rig starts its clock with the session); None: take the first sample's.
+        Session time, what people see, is rig time since then."""
+        return None
+
     def _require_open(self) -> None:
         if not self._open:
             raise HalError(f"{self.backend} HAL is not connected; call connect() first")

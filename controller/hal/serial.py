@@ -265,6 +265,9 @@ class SerialHal(Hal):
             raise LinkError(f"cannot open {self.url}: {exc}") from exc
         try:
             info = await self._hello()
+            # a pty keeps what the firmware wrote before anyone listened, and the line is
+            # FIFO: every sample received before the answer to HELLO predates this session
+            self._samples.clear()
             self.limits_readback = await self._get_limits()
         except BaseException:
             self._drop_transport()

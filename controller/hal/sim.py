@@ -127,6 +127,10 @@ class SimHal(Hal):
             sample_period_ms=self.firmware.sample_period_ms,
         )
 
+    @property
+    def clock_origin_ms(self) -> int | None:
+        return self._rig_start_ms
+
     async def _close(self) -> None:
         self._samples.clear()
 

@@ -33,10 +33,12 @@ def test_run_completes_and_writes_the_summary(tmp_path: Path) -> None:
         "--checklist", "config/checklists/clear.yaml", "--journal", str(tmp_path / "j.db"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "final state: done (completed)" in done.stdout
+    assert "outcome: completed: exchanged 600 of 600 mL, blood rinsed back" in done.stdout
+    assert "final state: done after " in done.stdout
     assert "exchange -> rinse_back" in done.stdout
     summary = json.loads(out.read_text())
-    assert summary["completed"] is True and summary["mode"] == "pe"
+    assert summary["outcome"] == "completed" and summary["completed"] is True
+    assert summary["mode"] == "pe" and summary["stop"] is None
     assert abs(summary["volumes"]["exchange_ml"] - 600) < 1
 
 
@@ -48,8 +50,9 @@ def test_run_that_ends_in_alarm_exits_non_zero(tmp_path: Path) -> None:
         "--scenario", "config/scenarios/air_bubble.yaml",
         "--checklist", "config/checklists/clear.yaml", "--journal", str(tmp_path / "j.db"),
     )  # fmt: skip
-    assert done.returncode == 1
-    assert "final state: alarm (NOT completed)" in done.stdout
+    assert done.returncode == 4  # ended in alarm (README: exit status)
+    assert "outcome: alarm: air_return in exchange" in done.stdout
+    assert "final state: alarm after " in done.stdout
 
 
 def test_a_bad_prescription_is_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -67,5 +70,6 @@ def test_without_a_checklist_an_unattended_run_is_refused(tmp_path: Path) -> Non
     done = alsctl(
         "run", "--sim", "--plain", "--prescription", str(rx), "--journal", str(tmp_path / "j.db")
     )
-    assert done.returncode == 1
+    assert done.returncode == 3  # stopped, by the pre-start gate
     assert "start refused: pre-start checklist not answered" in done.stdout
+    assert "outcome: stopped: by pre-start gate (start refused: " in done.stdout

@@ -76,7 +76,12 @@ def test_sessions_lists_it_and_the_report_renders_in_chromium(
     db = str(tmp / "journal.db")
     listed = alsctl("sessions", "--journal", db)
     assert listed.returncode == 0
-    assert re.search(r"^\s+1\s+\S+\s+pe\s+done\s+\d:\d\d:\d\d\s+PE short$", listed.stdout, re.M)
+    assert re.search(
+        r"^\s+1\s+\S+\s+sim-01\s+pe\s+completed\s+done\s+\d:\d\d:\d\d\s+PE short$",
+        listed.stdout,
+        re.M,
+    )
+    assert "resume:" not in listed.stdout  # a simulated session ends with its process
     out = tmp_path / "report.html"
     made = alsctl("report", "last", "--journal", db, "--out", str(out))
     assert made.returncode == 0, made.stderr
@@ -88,6 +93,7 @@ def test_sessions_lists_it_and_the_report_renders_in_chromium(
     assert 'data-plots="6"' in body.group(0) and 'data-plots-loaded="6"' in body.group(0)
     for title in ("Pressures", "Alarm timeline", "Plasma solutes", "Pre-start checklist"):
         assert title in dom
+    assert "Outcome: completed</b>: exchanged 900 of 900 mL, blood rinsed back" in dom
     assert "severe active bleeding?</td><td>no" in dom  # the answers, one by one
     assert re.search(r"MAP at the gate</td><td>\d+ mmHg", dom)
     png = screenshot(out, tmp_path / "report.png")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from controller import sizing
 from controller.app import Status
 from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
@@ -48,6 +49,10 @@ async def test_every_mode_runs_its_own_sequence_to_done(mode: str) -> None:
         assert summary.volumes.processed_plasma_ml > 500
     else:
         assert summary.volumes.processed_plasma_ml == 0
+    # the plan an operator reads before starting is what the run does, phase by phase
+    for planned in sizing.plan(p).phases:
+        ran = summary.phases_s[planned.name]
+        assert ran == pytest.approx(planned.duration_s, abs=max(2.0, 0.01 * ran)), planned
 
 
 async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() -> None:
@@ -55,6 +60,8 @@ async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() ->
     summary, _ = await run_treatment(RIG, li_als, RunOptions(gate=CLEAR))
     assert summary.completed
     assert summary.phases_s["purification"] == pytest.approx(240 * 60, abs=1)
+    # `make demo`: the plan it prints first and the run it then shows agree
+    assert summary.rig_time_s == pytest.approx(sizing.plan(li_als).total_s, abs=10)
     v, truth = summary.volumes, summary.truth_ml
     assert truth is not None
     pairs = {

@@ -95,7 +95,7 @@ def test_checkpoints_are_coalesced_and_the_session_follows_them(tmp_path: Path) 
         j.flush()
         row = jr.sessions(path)[0]
         assert (row.state, row.rig_time_ms, row.ended_utc) == ("exchange", 4900, None)
-        j.end_session(sid, "done", 5000, True)
+        j.end_session(sid, "done", 5000, "completed")
         j.flush()
     rec = jr.load(path, sid)
     assert rec.checkpoint == {"t": 4900}

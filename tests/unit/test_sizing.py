@@ -66,7 +66,8 @@ def test_purification_ends_on_whichever_comes_first() -> None:
     )
     phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
     assert "exchange" not in phases
-    assert phases["purification"] == pytest.approx(12000 / 120 * 60)
+    # the loop starts once the bag holds 100 mL of plasma (200 s at 30 mL/min)
+    assert phases["purification"] == pytest.approx(100 / 30 * 60 + 12000 / 120 * 60)
 
 
 def test_pe_has_no_collection_or_loop_phase() -> None:
