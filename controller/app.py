@@ -28,7 +28,7 @@ from controller.config.rig import (
     SENSOR_NAMES,
     RigConfig,
 )
-from controller.errors import AlsError, CommandRefused, LinkTimeout
+from controller.errors import AlsError, CommandRefused, LinkError
 from controller.fsm import phases
 from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment, leaf
 from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
@@ -47,8 +47,6 @@ ENCODER_TOLERANCE = 0.10
 VALVE_SETTLE_S = 0.5
 #: A pressure reading further than this from zero at rest does not zero.
 ZERO_TOLERANCE_MMHG = 50.0
-#: Consecutive link-lost timeouts (300 ms each) after which the run gives up: 30 s.
-LINK_GIVE_UP = 100
 #: The result of a request whose caller stopped waiting before the loop reached it.
 EXPIRED = "expired: not applied, its caller stopped waiting"
 #: States during which volumes are accounted (from connection on).
@@ -220,6 +218,11 @@ class Controller:
         """The task an interruption cancels if the loop does not notice it in time."""
         self._task = asyncio.current_task()
 
+    def journal_unavailable(self, t_ms: int, reason: str | None) -> None:
+        """The journal's health, from whoever writes it (the recorder): an alarm, raised or
+        cleared at the next evaluation, that never stops the therapy by itself."""
+        self.safety.journal_unavailable(t_ms, reason)
+
     def _rebased(self, sample: Sample) -> Sample:
         """The sample in session time (see `t0_ms`)."""
         if self.t0_ms is None:
@@ -227,7 +230,13 @@ class Controller:
             self.t0_ms = origin if origin is not None else sample.t_ms
         if self.t0_ms == 0:
             return sample  # the simulated rig: no copy on the hot path
-        return dataclasses.replace(sample, t_ms=sample.t_ms - self.t0_ms)
+        t = sample.t_ms - self.t0_ms
+        if self.sample is not None and t < self.sample.t_ms - self.rig.sample_period_ms:
+            # the firmware restarted (a power-on reset, a new process): its clock began
+            # again; session time goes on from the last sample instead of jumping back
+            self.t0_ms = sample.t_ms - self.sample.t_ms - self.rig.sample_period_ms
+            t = sample.t_ms - self.t0_ms
+        return dataclasses.replace(sample, t_ms=t)
 
     async def _cycle(self) -> Sample:
         """Read one sample and do the bookkeeping every cycle needs, in every state."""
@@ -576,79 +585,96 @@ class Controller:
             self.request("resume", "auto: conditions gone")
             self._clear_since_ms = None
 
-    async def _next_or_link_lost(self) -> Sample | None:
-        try:
-            sample = await self._cycle()
-        except LinkTimeout as exc:
-            self._link_timeouts += 1
-            last = self.sample.t_ms if self.sample is not None else 0
-            # stamped when it was noticed: the last sample plus the silence that told
-            self.safety.link_lost(last + self._link_timeouts * self.rig.link_lost_ms, True)
-            self._log_alarms()
-            if self.machine.phase not in ("alarm", "fault", "done"):
-                await self.machine.alarm(cause=f"link lost: {exc}")
-            if self._link_timeouts >= LINK_GIVE_UP:
-                raise
-            return None
-        if self._link_timeouts:
-            self._link_timeouts = 0
-            self.safety.link_lost(sample.t_ms, False)
-            self._sent.clear()
-        return sample
+    async def _link_trouble(self, exc: LinkError) -> None:
+        """A sample that did not come or a command that got no answer: the link is lost.
+
+        Not the end of the treatment: the firmware stops the pumps by itself when the
+        heartbeats stop (its watchdog), the backend reconnects with backoff, and the run
+        waits in `alarm` with `link_lost` raised; once frames come again, the firmware's
+        state is read from them and the operator (or `--auto-resume`) resumes as after any
+        alarm. Only after the rig's `link_give_up_s` does the run end, `interrupted` and, on
+        a serial rig, resumable with `--resume`.
+        """
+        self._link_timeouts += 1
+        self._sent.clear()  # what the firmware holds is unknown: everything is sent again
+        last = self.sample.t_ms if self.sample is not None else 0
+        # stamped when it was noticed: the last sample plus the silence that told
+        self.safety.link_lost(last + self._link_timeouts * self.rig.link_lost_ms, True)
+        self._log_alarms()
+        if self.machine.phase not in ("alarm", "fault", "done"):
+            await self.machine.alarm(cause=f"link lost: {exc}")
+        lost_s = self._link_timeouts * self.rig.link_lost_ms / 1000
+        if lost_s >= self.rig.link_give_up_s:
+            self._interrupt = (
+                f"link lost for {lost_s:g} s (the firmware is safe by its watchdog): {exc}"
+            )
+            raise Interrupted(self._interrupt)
 
     async def _treat(self) -> None:
         m = self.machine
         self._link_timeouts = 0
         while m.phase != "done":
-            sample = await self._next_or_link_lost()
-            if sample is None:
-                continue
-            if sample.t_ms > self.max_rig_ms:
-                if m.phase == "alarm":
-                    break  # an unattended alarm ends the run where it stands
-                raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
-            await self._apply_requests()  # first: an acknowledge must be seen by this cycle
-            verdict = self._evaluate_safety(sample)
-            await self._auto_resume(sample)
+            try:
+                sample = await self._cycle()
+                if self._link_timeouts:
+                    self._link_timeouts = 0
+                    self.safety.link_lost(sample.t_ms, False)
+                    self._sent.clear()
+                if not await self._treat_cycle(sample):
+                    break
+            except LinkError as exc:
+                await self._link_trouble(exc)
+
+    async def _treat_cycle(self, sample: Sample) -> bool:
+        """One cycle of the treatment; False when the run ends where it stands."""
+        m = self.machine
+        if sample.t_ms > self.max_rig_ms:
+            if m.phase == "alarm":
+                return False  # an unattended alarm ends the run where it stands
+            raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
+        await self._apply_requests()  # first: an acknowledge must be seen by this cycle
+        verdict = self._evaluate_safety(sample)
+        await self._auto_resume(sample)
+        phase = m.phase
+        if (
+            verdict.acting
+            and phase not in ("alarm", "fault", "done")
+            and (phase != "rinse_back" or verdict.safe_state or "blood" in verdict.stop)
+        ):  # rinse-back goes on unless the blood pump itself must stop
+            await m.alarm(cause=", ".join(sorted(verdict.acting)))
             phase = m.phase
-            if (
-                verdict.acting
-                and phase not in ("alarm", "fault", "done")
-                and (phase != "rinse_back" or verdict.safe_state or "blood" in verdict.stop)
-            ):  # rinse-back goes on unless the blood pump itself must stop
-                await m.alarm(cause=", ".join(sorted(verdict.acting)))
-                phase = m.phase
-            if verdict.safe_state and not sample.safe:
-                await self.hal.enter_safe()
-                self._sent.clear()
-            elif self.safety.safe_edge and phase not in ("alarm", "fault", "done"):
-                hazard = REASON_HAZARD.get(sample.safe_reason, "firmware_safe")
-                await m.alarm(cause=f"firmware safe state: {sample.safe_reason} ({hazard})")
-                self._sent.clear()
-                continue
-            if sample.safe or verdict.safe_state:
-                self._sent.clear()  # nothing can be commanded; everything is resent on resume
-                continue
-            pr = self._progress(sample)
-            if phase == "alarm" and not verdict.acting:
-                # the hazard has gone but nobody resumed: hold blood circulating at minimum,
-                # the plasma side stopped, until the operator says so
-                sp: phases.Setpoints | None = phases.paused(
-                    self.rx, pr, self.rig.alarms.minimum_blood_flow_ml_min
-                )
-            else:
-                sp = self._setpoints(self._acting_phase(), pr)
-            if sp is not None:
-                sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
-                try:
-                    await self._command(sp)
-                except CommandRefused as exc:
-                    if exc.code != "in_safe_state":
-                        raise
-                    self._sent.clear()  # it went safe since the sample: the next one says why
-                    continue
-            if phase != "alarm":
-                await self._advance(phase, pr)
+        if verdict.safe_state and not sample.safe:
+            await self.hal.enter_safe()
+            self._sent.clear()
+        elif self.safety.safe_edge and phase not in ("alarm", "fault", "done"):
+            hazard = REASON_HAZARD.get(sample.safe_reason, "firmware_safe")
+            await m.alarm(cause=f"firmware safe state: {sample.safe_reason} ({hazard})")
+            self._sent.clear()
+            return True
+        if sample.safe or verdict.safe_state:
+            self._sent.clear()  # nothing can be commanded; everything is resent on resume
+            return True
+        pr = self._progress(sample)
+        if phase == "alarm" and not verdict.acting:
+            # the hazard has gone but nobody resumed: hold blood circulating at minimum,
+            # the plasma side stopped, until the operator says so
+            sp: phases.Setpoints | None = phases.paused(
+                self.rx, pr, self.rig.alarms.minimum_blood_flow_ml_min
+            )
+        else:
+            sp = self._setpoints(self._acting_phase(), pr)
+        if sp is not None:
+            sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
+            try:
+                await self._command(sp)
+            except CommandRefused as exc:
+                if exc.code != "in_safe_state":
+                    raise
+                self._sent.clear()  # it went safe since the sample: the next one says why
+                return True
+        if phase != "alarm":
+            await self._advance(phase, pr)
+        return True
 
     def _interrupted_phase(self) -> str:
         """The treatment phase a pause or an alarm holds, else the phase itself."""

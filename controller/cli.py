@@ -183,8 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
     where = f" on {port}" if port else ""
-    print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}{where}")
-    with Journal(args.journal) as journal:
+    with Journal(args.journal) as journal:  # a journal that cannot be written: refused here
+        print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}{where}")
         journal.subscribe(progress.committed)
         opts = RunOptions(
             backend=backend,

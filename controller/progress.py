@@ -127,4 +127,17 @@ class Progress:
             )
         if s.error:
             lines.append(f"error: {s.error}")
+        if s.journal is not None:
+            j = s.journal
+            if j.unavailable:
+                where = j.fallback_file or "memory only (no file could be written)"
+                lines.append(
+                    f"JOURNAL UNAVAILABLE since {j.degraded_since_utc} ({j.reason}):"
+                    f" {j.kept_events} events kept in {where}; merged at the next start"
+                )
+            else:
+                lines.append(
+                    f"journal was unavailable from {j.degraded_since_utc} to {j.recovered_utc};"
+                    f" {j.kept_events} events kept meanwhile are merged"
+                )
         return lines

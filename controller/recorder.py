@@ -71,12 +71,19 @@ class Recorder:
         self._full_until_ms = -1
         #: a new session is this process's from its start; a resumed one from its restore
         self._claimed = not resumed
+        #: the journal's health last told to the controller (a sentinel: tell it at once,
+        #: so a resumed run re-judges a journal alarm it inherited)
+        self._unavailable: str | bool | None = False
 
     def _extra(self) -> dict[str, float]:
         return self.solutes() if self.solutes is not None else {}
 
     def status(self, status: Status) -> None:
         t = status.t_ms
+        unavailable = self.journal.unavailable
+        if unavailable != self._unavailable:
+            self._unavailable = unavailable
+            self.controller.journal_unavailable(t, unavailable)
         v = status.volumes
         vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
         if t >= self._next_checkpoint_ms and self._checkpoint(t):

@@ -243,6 +243,11 @@ def render(record: SessionRecord) -> str:
                         for n, o in (summary.get("solutes") or {}).items()
                     ],
                     *([("error", summary["error"])] if summary.get("error") else []),
+                    *(
+                        [("journal", _journal_note(summary["journal"]))]
+                        if summary.get("journal")
+                        else []
+                    ),
                 ],
                 ("", ""),
             ),
@@ -317,6 +322,20 @@ def render(record: SessionRecord) -> str:
         "</body></html>",
     ]
     return "".join(parts)
+
+
+def _journal_note(j: dict[str, Any]) -> str:
+    """The journal's own trouble, for a reader judging what the report may lack."""
+    if j["unavailable"]:
+        return (
+            f"unavailable since {j['degraded_since_utc']} ({j['reason']}); "
+            f"{j['kept_events']} events were kept in {j['fallback_file'] or 'memory'}"
+        )
+    dropped = f", {j['trends_dropped']} trend rows dropped" if j["trends_dropped"] else ""
+    return (
+        f"degraded from {j['degraded_since_utc']} to {j['recovered_utc']}: "
+        f"{j['kept_events']} events kept meanwhile and merged{dropped}"
+    )
 
 
 def _describe(kind: str, body: dict[str, Any]) -> str:

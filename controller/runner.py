@@ -28,7 +28,7 @@ from controller.mqtt.bridge import MqttBridge
 from controller.outcome import Outcome
 from controller.recorder import Recorder
 from controller.safety.gate import Checklist, GateAnswers, GateResult
-from controller.summary import SoluteOut, Summary
+from controller.summary import JournalOut, SoluteOut, Summary
 
 #: The checklist with every answer "no": for simulated runs and tests that are not about it.
 CLEAR = GateAnswers(
@@ -319,6 +319,21 @@ def _finish(opts: RunOptions, session: int | None, summary: Summary) -> Summary:
         and summary.backend == "serial"
         and summary.final_state in ACCOUNTED
     )
+    health = journal.health
+    if health.degraded_since_utc is not None:
+        summary = summary.model_copy(
+            update={
+                "journal": JournalOut(
+                    degraded_since_utc=health.degraded_since_utc,
+                    unavailable=health.unavailable_since_utc is not None,
+                    reason=health.reason,
+                    recovered_utc=health.recovered_utc,
+                    kept_events=health.kept_events,
+                    trends_dropped=health.trends_dropped,
+                    fallback_file=health.fallback_file if health.unavailable_since_utc else None,
+                )
+            }
+        )
     if resumable:
         summary = summary.model_copy(
             update={

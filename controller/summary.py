@@ -75,6 +75,18 @@ class StopOut(_Model):
     unit: str = ""
 
 
+class JournalOut(_Model):
+    """A journal that could not be written for a while: when, why, where records went."""
+
+    degraded_since_utc: str = Field(description="first failed commit of this run")
+    unavailable: bool = Field(description="still unavailable when the summary was made")
+    reason: str | None = Field(None, description="the last failure")
+    recovered_utc: str | None = Field(None, description="when the kept records were merged")
+    kept_events: int = Field(description="events kept outside the journal meanwhile")
+    trends_dropped: int = Field(0, description="trend rows dropped (memory cap)")
+    fallback_file: str | None = Field(None, description="where kept records wait to be merged")
+
+
 class Summary(_Model):
     rig_id: str
     backend: str
@@ -104,3 +116,6 @@ class Summary(_Model):
     )
     pre_start: GateOut | None = Field(None, description="the pre-start gate, once it ran")
     error: str | None = Field(None, description="why the run ended in `fault`, if it did")
+    journal: JournalOut | None = Field(
+        None, description="only when the journal could not be written at some point"
+    )

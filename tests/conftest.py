@@ -26,6 +26,7 @@ REALTIME = (
     "tests/integration/test_crash_resume.py::test_a_killed_controller_resumes",
     "tests/hazards/test_hazards.py::test_hazard_over_serial",
     "tests/integration/test_serial_outcomes.py",
+    "tests/integration/test_flaky_link.py",
 )
 
 

@@ -21,8 +21,9 @@ def firmware_sim_process(
     prescription: Prescription | None = None,
     speed: float = 1.0,
     scenario: Scenario | None = None,
+    tcp: str | None = None,
 ) -> Iterator[str]:
-    """Start it on a new pty; yield the path it prints; stop it afterwards."""
+    """Start it on a new pty (or TCP, `host:port`); yield the port it prints; stop it after."""
     rig_file = tmp_path / "rig.yaml"
     rig_file.write_text(to_yaml(rig))
     cmd = [sys.executable, "-m", "controller", "firmware-sim", "--rig", str(rig_file)]
@@ -35,6 +36,8 @@ def firmware_sim_process(
         scenario_file.write_text(to_yaml(scenario))
         cmd += ["--scenario", str(scenario_file)]
     cmd += ["--speed", str(speed)]
+    if tcp is not None:
+        cmd += ["--tcp", tcp]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

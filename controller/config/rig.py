@@ -211,6 +211,14 @@ class RigConfig(Strict):
         500, 100, 1000, "ms", "firmware goes safe when the controller is silent this long"
     )
     link_lost_ms: int = bounded(300, 100, 1000, "ms", "no frame this long means the link is lost")
+    link_give_up_s: float = bounded(
+        30.0,
+        3,
+        600,
+        "s",
+        "a link lost this long ends the run, interrupted and resumable (the firmware is safe"
+        " by its watchdog)",
+    )
     pumps: Pumps = Pumps()
     sensors: Sensors = Sensors()
     alarms: AlarmLimits = AlarmLimits()

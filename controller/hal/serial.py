@@ -39,6 +39,7 @@ from controller.hal.base import (
 ACK_TIMEOUT_S = 0.05
 RETRIES = 3
 RECONNECT_EVERY_S = 0.1
+RECONNECT_MAX_S = 2.0
 SAMPLE_QUEUE = 1000
 SAFE_REASONS = tuple(SafeReason(r) for r in p.REASONS)
 VALVE_NAMES = tuple(VALVE_POSITIONS)
@@ -150,6 +151,10 @@ class SerialHal(Hal):
             self._reconnector = asyncio.create_task(self._reconnect(), name="serial-reconnect")
 
     async def _reconnect(self) -> None:
+        """Reopen the port with backoff until it answers HELLO again (a cable put back, a
+        firmware process restarted); each new reason is one event, not one per try."""
+        delay = RECONNECT_EVERY_S
+        told: str | None = None
         try:
             while not self._closing:
                 try:
@@ -158,10 +163,12 @@ class SerialHal(Hal):
                     self.limits_readback = await self._get_limits()
                 except (OSError, LinkError, ValueError) as exc:
                     self._drop_transport()
-                    self._events.append(
-                        HalEvent(HalEventKind.LINK_LOST, self._last_t_ms, f"reconnecting: {exc}")
-                    )
-                    await asyncio.sleep(RECONNECT_EVERY_S)
+                    why = f"reconnecting: {exc}"
+                    if why != told:
+                        told = why
+                        self._events.append(HalEvent(HalEventKind.LINK_LOST, self._last_t_ms, why))
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, RECONNECT_MAX_S)
                     continue
                 self._events.append(
                     HalEvent(HalEventKind.LINK_RESTORED, self._last_t_ms, "port reopened")
@@ -289,13 +296,16 @@ class SerialHal(Hal):
 
     async def _next_sample(self) -> Sample:
         loop = asyncio.get_running_loop()
+        # once the link is lost, each call waits a whole period for a frame: the caller
+        # counts these silences, and they must be as long as they say
+        since = loop.time() if self._link_lost else self._last_rx
         while not self._samples:
             self._sample_ready.clear()
-            remaining = self._last_rx + self.link_lost_s - loop.time()
+            remaining = since + self.link_lost_s - loop.time()
             try:
                 await asyncio.wait_for(self._sample_ready.wait(), max(remaining, 0.001))
             except TimeoutError:
-                if loop.time() - self._last_rx >= self.link_lost_s:
+                if loop.time() - since >= self.link_lost_s:
                     if not self._link_lost:
                         self._link_lost = True
                         self._events.append(

@@ -27,6 +27,7 @@ class Response(StrEnum):
     WORST_READING = "treated as the worst reading of its hazard"
     TEMP = "alarm; above the cut-off stop the return pump"
     ALARM_STATE = "alarm state; the firmware is safe through its heartbeat watchdog"
+    NOTIFY = "alarm only: the treatment goes on; the operator continues or stops with rinse-back"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +92,8 @@ def hazard_table(a: AlarmLimits, link_lost_ms: int = 300) -> tuple[Hazard, ...]:
                "controller"),
         Hazard("link_lost", "link lost", f"no frame from the firmware for {link_lost_ms} ms",
                h, 0, 0, False, Response.ALARM_STATE, "controller"),
+        Hazard("journal_unavailable", "journal cannot be written",
+               "a journal commit failed (full disk, file size limit, a lock held past the busy"
+               " timeout); records go to a fallback file until it recovers", h, 0, 0, True,
+               Response.NOTIFY, "controller"),
     )  # fmt: skip

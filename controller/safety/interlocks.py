@@ -319,6 +319,11 @@ class Interlocks:
     def link_lost(self, t_ms: int, lost: bool) -> None:
         self._update(t_ms, "link_lost", lost, "no frame from the firmware")
 
+    def journal_unavailable(self, t_ms: int, reason: str | None) -> None:
+        """The journal cannot be written (reason) or can again (None): the operator must
+        know, the therapy must not stop for it."""
+        self._update(t_ms, "journal_unavailable", reason is not None, reason or "")
+
     def firmware_safe(self, t_ms: int, reason: SafeReason, present: bool) -> None:
         """A safe state with no hazard of its own (heartbeat, an unexpected reset)."""
         self.alarms.update(
@@ -446,6 +451,8 @@ class Interlocks:
                         v.stop.update(WARMED)
                 case Response.ALARM_STATE:
                     pass
+                case Response.NOTIFY:
+                    acts = False
             if acts:
                 v.acting.append(alarm.id)
         for alarm_id in self.alarms.active:
@@ -483,6 +490,8 @@ class Interlocks:
         for alarm in self.alarms.active.values():
             if alarm.condition:
                 h = self.table.get(alarm.id.split(":", 1)[0])
+                if h is not None and h.response is Response.NOTIFY:
+                    continue  # it acts on nothing: it cannot hold the treatment
                 if h is None or h.response is not Response.TEMP or alarm.priority is Priority.HIGH:
                     return False
             elif alarm.latched and not alarm.acknowledged:

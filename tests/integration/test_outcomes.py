@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -282,8 +283,17 @@ def test_the_installed_package_runs_from_any_directory(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     wheels, target, away = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     away.mkdir()
+    source = tmp_path / "source"  # a copy: building writes build/ and egg-info into the tree
+    shutil.copytree(
+        root,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "out", "build", "*.egg-info", "__pycache__", ".*_cache", "tests"
+        ),
+    )
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
          "-q", "-w", str(wheels)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
