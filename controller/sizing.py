@@ -95,6 +95,8 @@ def plan(p: Prescription) -> TreatmentPlan:
             candidates.append(end.duration_min * 60.0)
         if end.processed_plasma_ml is not None:
             candidates.append(_minutes(end.processed_plasma_ml, p.loop_flow))
+        if end.patient_plasma_ml is not None:
+            candidates.append(_minutes(end.patient_plasma_ml, p.plasma_flow))
         phases.append(
             PhasePlan(
                 "purification",
