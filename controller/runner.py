@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.app import ACCOUNTED, Controller, ResumeFailed, Status
 from controller.config.prescription import Prescription
@@ -25,6 +25,9 @@ from controller.mqtt.bridge import MqttBridge
 from controller.recorder import Recorder
 from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import SoluteOut, Summary
+
+if TYPE_CHECKING:
+    from firmware_sim.physics import Physics
 
 #: The checklist with every answer "no": for simulated runs and tests that are not about it.
 CLEAR = GateAnswers(
@@ -58,11 +61,21 @@ class RunOptions:
     mqtt: MqttBridge | None = None
     #: after the pre-start checks, wait at `ready` for an explicit (remote) start
     hold_at_ready: bool = False
+    #: simulated rig only: the circuit and patient to run on (default: built from the rig
+    #: file and the prescription); bench/validation.py gives its own patients
+    physics: Physics | None = None
 
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
     if opts.backend == "sim":
-        return open_hal("sim", rig, prescription=rx, scenario=opts.scenario, speed=opts.speed)
+        return open_hal(
+            "sim",
+            rig,
+            prescription=rx,
+            scenario=opts.scenario,
+            speed=opts.speed,
+            physics=opts.physics,
+        )
     if opts.backend == "serial":
         if opts.scenario is not None:
             raise HalError("a scenario drives the simulated firmware: give it to firmware-sim")
@@ -178,6 +191,7 @@ async def _run(
     if bridge is not None and (opts.journal is None or session is None):
         raise JournalError("MQTT publishes what the journal has committed: give a journal")
     solutes = None
+    columns = None
     if opts.journal is not None and session is not None:
         physics = getattr(hal, "physics", None)
         if physics is not None:
@@ -186,11 +200,18 @@ async def _run(
             def solutes() -> dict[str, float]:
                 return {n: round(physics.concentration(n), 3) for n in names}
 
+            def columns() -> dict[str, dict[str, list[float]]]:
+                return {
+                    column: {n: [round(c_in, 3), round(c_out, 3)] for n, (c_in, c_out) in s.items()}
+                    for column, s in physics.column_profile().items()
+                }
+
         recorder = Recorder(
             opts.journal,
             session,
             controller,
             solutes=solutes,
+            columns=columns,
             period_ms=controller.rig.sample_period_ms,
         )
         on_status.insert(0, recorder.status)
