@@ -419,6 +419,7 @@ class Controller:
             phase_s=self.machine.phase_s(),
             exchanged_ml=v.exchanged_ml,
             processed_ml=v.processed_ml,
+            patient_plasma_ml=v.patient_plasma_ml,
             heparin_ml=v.pumped_ml["heparin"],
             blood_rinsed_ml=v.pumped_ml["blood"] - self._run.rinse_start_ml,
             outer_chamber_ml=sample.sensors["outer_chamber"].value,

@@ -29,8 +29,15 @@ CHECKPOINT_MS = 500
 
 
 def trend_row(
-    sample: Sample, phase: str, volumes: tuple[float, float, float], extra: dict[str, float]
+    sample: Sample,
+    phase: str,
+    volumes: tuple[float, float, float],
+    extra: dict[str, float],
+    columns: dict[str, dict[str, list[float]]] | None = None,
 ) -> dict[str, Any]:
+    """One trend row. `extra` is the patient's solute levels and `columns` each adsorber's
+    [inlet, outlet] concentration per solute (simulated rig only; absent while the loop
+    does not run)."""
     s = sample.sensors
     exchanged, processed, balance = volumes
     return {
@@ -45,6 +52,7 @@ def trend_row(
         "processed_ml": round(processed, 1),
         "balance_ml": round(balance, 1),
         **({"solute": extra} if extra else {}),
+        **({"adsorber": columns} if columns else {}),
     }
 
 
@@ -56,6 +64,7 @@ class Recorder:
         controller: Controller,
         *,
         solutes: Callable[[], dict[str, float]] | None = None,
+        columns: Callable[[], dict[str, dict[str, list[float]]]] | None = None,
         period_ms: int = 100,
         resumed: bool = False,
     ) -> None:
@@ -63,6 +72,7 @@ class Recorder:
         self.session = session
         self.controller = controller
         self.solutes = solutes
+        self.columns = columns
         self._ring: deque[tuple[Sample, str, tuple[float, float, float]]] = deque(
             maxlen=max(1, WINDOW_MS // period_ms)
         )
@@ -77,6 +87,9 @@ class Recorder:
 
     def _extra(self) -> dict[str, float]:
         return self.solutes() if self.solutes is not None else {}
+
+    def _columns(self) -> dict[str, dict[str, list[float]]] | None:
+        return self.columns() if self.columns is not None else None
 
     def status(self, status: Status) -> None:
         t = status.t_ms
@@ -93,7 +106,8 @@ class Recorder:
         if not full:
             self._ring.append((status.sample, status.phase, vols))
         if full or due:
-            row = trend_row(status.sample, status.phase, vols, self._extra())  # built once
+            # built once, for both tables
+            row = trend_row(status.sample, status.phase, vols, self._extra(), self._columns())
             if full:
                 self.journal.trend(self.session, t, True, row)
             if due:
@@ -141,9 +155,9 @@ class Recorder:
         self.journal.event(self.session, t_ms, kind, body)
         if kind == "alarm" and body.get("kind") == "raised":
             extra = self._extra()
+            columns = self._columns()
             while self._ring:
                 sample, phase, vols = self._ring.popleft()
-                self.journal.trend(
-                    self.session, sample.t_ms, True, trend_row(sample, phase, vols, extra)
-                )
+                row = trend_row(sample, phase, vols, extra, columns)
+                self.journal.trend(self.session, sample.t_ms, True, row)
             self._full_until_ms = t_ms + WINDOW_MS

@@ -116,8 +116,40 @@ def plots(record: SessionRecord) -> dict[str, str]:
         ax.legend(fontsize=7, loc="upper right")
         out["Plasma solutes (simulation)"] = _png(fig)
 
+    column_plot = _column_removal(rows)
+    if column_plot is not None:
+        out["Single-pass removal per column (simulation)"] = column_plot
     out["Alarm timeline"] = _alarm_timeline(record, spans, times[-1] if times else 0.0)
     return out
+
+
+def _column_removal(rows: list[dict[str, Any]]) -> str | None:
+    """Each column's single-pass removal, 1 - outlet/inlet, against the loop's volume.
+
+    Against processed volume, not time: a column saturates by what passed through it (and
+    what it bound), which is how adsorber curves are published (BR-350: >90 % fresh, 40 %
+    after 7 L). None when no row carries column data (no loop, or not simulated).
+    """
+    lines: dict[str, tuple[list[float], list[float]]] = {}
+    for r in rows:
+        for column, solutes in r.get("adsorber", {}).items():
+            for solute, (c_in, c_out) in solutes.items():
+                if c_in > 0:
+                    xs, ys = lines.setdefault(f"{column}: {solute}", ([], []))
+                    xs.append(r["processed_ml"] / 1000.0)
+                    ys.append(100.0 * (1.0 - c_out / c_in))
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    ax.set_title("Single-pass removal per column (simulation)", loc="left", fontsize=11)
+    ax.set_xlabel("plasma processed through the loop (L)")
+    ax.set_ylabel("removal, % of inlet")
+    ax.grid(True, alpha=0.3)
+    for label, (xs, ys) in sorted(lines.items()):
+        ax.plot(xs, ys, label=label, linewidth=1.2)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncols=3, loc="upper right")
+    return _png(fig)
 
 
 def _alarm_timeline(

@@ -13,7 +13,7 @@ import gc
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.app import ACCOUNTED, Controller, Interrupted, ResumeFailed, Status
 from controller.config.prescription import Prescription
@@ -29,6 +29,9 @@ from controller.outcome import Outcome
 from controller.recorder import Recorder
 from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import JournalOut, SoluteOut, Summary
+
+if TYPE_CHECKING:
+    from firmware_sim.physics import Physics
 
 #: The checklist with every answer "no": for simulated runs and tests that are not about it.
 CLEAR = GateAnswers(
@@ -64,6 +67,9 @@ class RunOptions:
     hold_at_ready: bool = False
     #: SIGINT and SIGTERM end the run safely, with its summary (the CLI; not in tests)
     handle_signals: bool = False
+    #: simulated rig only: the circuit and patient to run on (default: built from the rig
+    #: file and the prescription); bench/validation.py gives its own patients
+    physics: Physics | None = None
 
 
 #: The signals that end a run, and how the journal names them.
@@ -92,7 +98,14 @@ def resume_refusal(row: SessionRow) -> str | None:
 
 def build_hal(rig: RigConfig, rx: Prescription, opts: RunOptions) -> Hal:
     if opts.backend == "sim":
-        return open_hal("sim", rig, prescription=rx, scenario=opts.scenario, speed=opts.speed)
+        return open_hal(
+            "sim",
+            rig,
+            prescription=rx,
+            scenario=opts.scenario,
+            speed=opts.speed,
+            physics=opts.physics,
+        )
     if opts.backend == "serial":
         if opts.scenario is not None:
             raise HalError("a scenario drives the simulated firmware: give it to firmware-sim")
@@ -259,6 +272,7 @@ async def _wired(
     if bridge is not None and (opts.journal is None or session is None):
         raise JournalError("MQTT publishes what the journal has committed: give a journal")
     solutes = None
+    columns = None
     if opts.journal is not None and session is not None:
         physics = getattr(hal, "physics", None)
         if physics is not None:
@@ -267,11 +281,18 @@ async def _wired(
             def solutes() -> dict[str, float]:
                 return {n: round(physics.concentration(n), 3) for n in names}
 
+            def columns() -> dict[str, dict[str, list[float]]]:
+                return {
+                    column: {n: [round(c_in, 3), round(c_out, 3)] for n, (c_in, c_out) in s.items()}
+                    for column, s in physics.column_profile().items()
+                }
+
         recorder = Recorder(
             opts.journal,
             session,
             controller,
             solutes=solutes,
+            columns=columns,
             period_ms=controller.rig.sample_period_ms,
             resumed=controller.resuming,
         )

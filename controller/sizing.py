@@ -123,6 +123,8 @@ def plan(p: Prescription) -> TreatmentPlan:
                 candidates.append(_minutes(left, p.loop_flow))
             else:
                 candidates.append(fill_s + _minutes(end.processed_plasma_ml, p.loop_flow))
+        if end.patient_plasma_ml is not None:
+            candidates.append(_minutes(end.patient_plasma_ml, p.plasma_flow))
         phases.append(
             PhasePlan(
                 "purification",

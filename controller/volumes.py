@@ -53,6 +53,17 @@ class Volumes:
         return self.pumped_ml["loop"]
 
     @property
+    def patient_plasma_ml(self) -> float:
+        """Plasma the plasma pump drew from the patient outside the exchange: in
+        purification, the patient's own plasma that entered the loop, each mL once.
+
+        The plasma pump runs only in exchange, exchange_collect and purification (and an
+        alarm accounts to the phase it interrupted), so this is exact without a counter of
+        its own, and a resumed run gets it from the journaled totals it already restores.
+        """
+        return self.pumped_ml["plasma"] - self.exchanged_ml
+
+    @property
     def filtrate_ml(self) -> float:
         return self.pumped_ml["filtrate"]
 

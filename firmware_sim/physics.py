@@ -22,13 +22,18 @@ from dataclasses import dataclass, field
 from controller import sizing
 from controller.config.prescription import Prescription
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, RigConfig
+from firmware_sim.kinetics import (
+    ADSORBER_NAMES,
+    FOULING_FILTRATE_ML,
+    SoluteParams,
+    confined_solute,  # noqa: F401 (re-exported: the exp(-V/PV) reference of the tests)
+    default_solutes,
+)
 
 # pump indices, in PUMP_NAMES order
 BLOOD, PLASMA, REPLACEMENT, LOOP, FILTRATE, SUBSTITUTION, RETURN, HEPARIN = range(8)
 PUMP_INDEX = {name: i for i, name in enumerate(PUMP_NAMES)}
 PRESSURE_INDEX = {name: i for i, name in enumerate(PRESSURE_NAMES)}
-SOLUTES = ("il6", "bilirubin")
-ADSORBER_NAMES = ("resin", "anion_resin", "charcoal")
 #: Largest fraction of blood flow the separator can take as plasma (it cannot take cells).
 MAX_SEPARATION = 0.45
 #: Inner -> outer one-way valve conductance, 1/s: flow = k x (inner - outer) when positive.
@@ -37,74 +42,6 @@ OVERSPEED_FACTOR = 1.3
 #: Encoder resolution, mL per count: peristaltic pumps, and the syringe's lead screw.
 ENCODER_ML = [1e-4] * 7 + [1e-6]
 PRESSURE_NOISE_MMHG = 0.8
-
-
-@dataclass(frozen=True, slots=True)
-class SoluteParams:
-    """One plasma solute. Units: concentration in its clinical unit, amounts in unit x mL."""
-
-    name: str
-    unit: str
-    initial: float
-    #: extravascular pool as a multiple of plasma volume, and the clearance between them
-    extravascular_pv: float
-    intercompartment_ml_min: float
-    #: endogenous elimination, 1/min; generation keeps the initial level in steady state
-    elimination_per_min: float
-    extra_generation_per_min: float
-    #: hemofilter sieving coefficient (fresh membrane) and adsorber first-pass extraction
-    sieving: float
-    extraction: dict[str, float]
-    #: adsorber capacity (amount) after which it captures nothing
-    capacity: dict[str, float]
-
-
-def default_solutes(il6: float = 500.0, bilirubin: float = 400.0) -> tuple[SoluteParams, ...]:
-    """IL-6 (pg/mL, free, small) and bilirubin (umol/L, albumin-bound), REFERENCE.md figures."""
-    return (
-        SoluteParams(
-            name="il6",
-            unit="pg/mL",
-            initial=il6,
-            extravascular_pv=1.0,
-            intercompartment_ml_min=10.0,
-            elimination_per_min=0.005,
-            extra_generation_per_min=0.0,
-            sieving=0.4,
-            extraction={"resin": 0.6, "anion_resin": 0.05, "charcoal": 0.1},
-            capacity={"resin": 2.0e7, "anion_resin": 1.0e6, "charcoal": 2.0e6},
-        ),
-        SoluteParams(
-            name="bilirubin",
-            unit="umol/L",
-            initial=bilirubin,
-            extravascular_pv=1.5,
-            intercompartment_ml_min=1.0,
-            elimination_per_min=0.0,
-            # a failing liver: production not cleared, about 0.05 umol/min (~ 40 mg/day)
-            extra_generation_per_min=50.0,
-            sieving=0.1,
-            extraction={"resin": 0.3, "anion_resin": 0.9, "charcoal": 0.4},
-            # umol/L x mL = nmol; anion resin about 1.5 mmol (~ 0.9 g) before it is spent
-            capacity={"resin": 4.0e5, "anion_resin": 1.5e6, "charcoal": 5.0e5},
-        ),
-    )
-
-
-def confined_solute(name: str = "marker", initial: float = 100.0) -> SoluteParams:
-    """A solute confined to plasma, neither made nor cleared: the exp(-V/PV) reference."""
-    return SoluteParams(
-        name=name,
-        unit="a.u.",
-        initial=initial,
-        extravascular_pv=0.0,
-        intercompartment_ml_min=0.0,
-        elimination_per_min=0.0,
-        extra_generation_per_min=0.0,
-        sieving=0.0,
-        extraction={},
-        capacity={},
-    )
 
 
 @dataclass(slots=True)
@@ -139,13 +76,16 @@ class Physics:
 
     __slots__ = (
         "_adsorbers",
-        "_capacity",
-        "_extraction",
+        "_cl",
+        "_column_flow",
+        "_conductance",
+        "_e0",
         "_gen",
-        "_kel",
-        "_kev",
+        "_inv_half_load",
+        "_kex",
         "_rng",
         "_sieving",
+        "_start_amount",
         "access_occlusion",
         "adsorber_bound",
         "adsorber_clot_mmhg",
@@ -158,6 +98,7 @@ class Physics:
         "filter_clot_mmhg",
         "filter_clot_rate",
         "flow",
+        "fouling",
         "hypotension_mmhg",
         "inner_amount",
         "map_mmhg",
@@ -178,6 +119,7 @@ class Physics:
         "scale_offset_g",
         "separator_fouling_mmhg",
         "separator_fouling_rate",
+        "solute_index",
         "t_s",
         "temp_offset_c",
         "valve_collect",
@@ -238,8 +180,9 @@ class Physics:
         self.temp_offset_c = 0.0
         self.scale_offset_g = dict.fromkeys(SCALE_NAMES, 0.0)
         self.scale_drift_g_s = dict.fromkeys(SCALE_NAMES, 0.0)
-        # solutes, as amounts
+        # solutes, as amounts (docs/simulator.md, "Patient")
         solutes = p.solutes
+        self.solute_index = {s.name: j for j, s in enumerate(solutes)}
         self._adsorbers = tuple(a for a in p.adsorbers if a in ADSORBER_NAMES)
         self.ev_volume_ml = [s.extravascular_pv * pv for s in solutes]
         self.patient_amount = [s.initial * pv for s in solutes]
@@ -247,18 +190,30 @@ class Physics:
         self.outer_amount = [0.0] * len(solutes)
         self.inner_amount = [0.0] * len(solutes)
         self.waste_amount = [0.0] * len(solutes)
-        #: amount cleared by the body (elimination) minus amount generated
+        #: amount cleared by the body minus amount it made, plus what a lost line spilled
         self.removed_amount = [0.0] * len(solutes)
+        #: amount bound on each column (solute x column), a place of the solute audit
         self.adsorber_bound = [[0.0] * len(self._adsorbers) for _ in solutes]
-        self._kel = [s.elimination_per_min / 60.0 for s in solutes]
-        self._kev = [s.intercompartment_ml_min / 60.0 for s in solutes]
-        self._gen = [
-            (s.elimination_per_min * s.initial * pv + s.extra_generation_per_min) / 60.0
+        self._start_amount = [
+            m + e for m, e in zip(self.patient_amount, self.ev_amount, strict=True)
+        ]
+        self._kex = [s.exchange_per_h * pv / 3600.0 for s in solutes]  # mL/s
+        self._gen = [s.generation_per_min / 60.0 for s in solutes]  # amount/s
+        self._cl = [s.clearance_ml_min / 60.0 for s in solutes]  # mL/s
+        self._sieving = [s.sieving for s in solutes]
+        self._conductance = [
+            [s.binding[a].conductance_ml_min if a in s.binding else 0.0 for a in self._adsorbers]
             for s in solutes
         ]
-        self._sieving = [s.sieving for s in solutes]
-        self._extraction = [[s.extraction.get(a, 0.0) for a in self._adsorbers] for s in solutes]
-        self._capacity = [[s.capacity.get(a, math.inf) for a in self._adsorbers] for s in solutes]
+        self._inv_half_load = [
+            [1.0 / s.binding[a].half_load if a in s.binding else 0.0 for a in self._adsorbers]
+            for s in solutes
+        ]
+        #: fresh single-pass extraction at the column flow `_column_flow` (mL/min)
+        self._e0 = [[0.0] * len(self._adsorbers) for _ in solutes]
+        self._column_flow = 0.0
+        #: hemofilter fouling: every sieving coefficient is scaled by this (1 = clean)
+        self.fouling = 1.0
         self.update_pressures()
 
     # -- actuators ----------------------------------------------------------------------
@@ -371,49 +326,88 @@ class Physics:
         vret: float,
         vv: float,
     ) -> None:
-        """Move solute amounts with the volumes, at the concentrations the step began with."""
+        """Move solute amounts with the volumes, at the concentrations the step began with.
+
+        Per solute: plasma out through the separator; in the loop the filter takes
+        `sieving x fouling` of the filtrate's share, then each column in series binds
+        `e0 / (1 + bound/half_load)` of what reaches it; on the patient side the
+        extravascular pool exchanges, the body makes and clears. Every amount moved is taken
+        from one place and put in another (`solute_total` is conserved).
+        """
         pv_before, outer_before, inner_before = before
         collect = self.valve_collect
         lost = self.return_disconnected or self.needle_out_mmhg > 0.0
-        for j in range(len(self.patient_amount)):
-            mp = self.patient_amount[j]
-            cp = mp / pv_before if pv_before > 0.0 else 0.0
-            mo = self.outer_amount[j]
-            co = mo / outer_before if outer_before > 1e-9 else 0.0
-            mi = self.inner_amount[j]
-            ci = mi / inner_before if inner_before > 1e-9 else 0.0
+        flow = self.flow
+        column_flow = flow[LOOP] - flow[FILTRATE] + flow[SUBSTITUTION] if vl > 0.0 else 0.0
+        if column_flow != self._column_flow:
+            self._column_rates(column_flow)
+        inv_pv = 1.0 / pv_before if pv_before > 0.0 else 0.0
+        inv_outer = 1.0 / outer_before if outer_before > 1e-9 else 0.0
+        inv_inner = 1.0 / inner_before if inner_before > 1e-9 else 0.0
+        foul_vf = self.fouling * vf
+        pa = self.patient_amount
+        ea = self.ev_amount
+        oa = self.outer_amount
+        ia = self.inner_amount
+        wa = self.waste_amount
+        ra = self.removed_amount
+        for j in range(len(pa)):
+            mp = pa[j]
+            cp = mp * inv_pv
+            mo = oa[j]
+            co = mo * inv_outer
+            mi = ia[j]
+            ci = mi * inv_inner
             out_plasma = cp * vp
             # loop: outer -> filter (filtrate off) -> adsorbers in series -> inner
             loop_in = co * vl
-            to_filtrate = min(loop_in, self._sieving[j] * co * vf)
-            m = loop_in - to_filtrate
-            bound = self.adsorber_bound[j]
-            ext = self._extraction[j]
-            cap = self._capacity[j]
-            for a in range(len(bound)):
-                e = ext[a] * max(0.0, 1.0 - bound[a] / cap[a])
-                taken = e * m
-                bound[a] += taken
-                m -= taken
+            m = loop_in
+            if foul_vf > 0.0:
+                to_filtrate = min(loop_in, self._sieving[j] * co * foul_vf)
+                m -= to_filtrate
+                wa[j] += to_filtrate
+            if m > 0.0:
+                bound = self.adsorber_bound[j]
+                e0 = self._e0[j]
+                inv_h = self._inv_half_load[j]
+                for a in range(len(bound)):
+                    e = e0[a]
+                    if e > 0.0:
+                        b = bound[a]
+                        taken = e * m / (1.0 + b * inv_h[a])
+                        bound[a] = b + taken
+                        m -= taken
             back = ci * vv
             returned = ci * vret
-            # extravascular exchange, generation and elimination on the patient side
-            cev = self.ev_amount[j] / self.ev_volume_ml[j] if self.ev_volume_ml[j] else 0.0
-            exchange = self._kev[j] * (cev - cp) * dt_s
+            # the patient: extravascular exchange, generation, endogenous clearance
+            ev_vol = self.ev_volume_ml[j]
+            exchange = self._kex[j] * (ea[j] / ev_vol - cp) * dt_s if ev_vol else 0.0
             made = self._gen[j] * dt_s
-            cleared = self._kel[j] * mp * dt_s
-            self.ev_amount[j] -= exchange
-            self.patient_amount[j] = (
-                mp - out_plasma + exchange + made - cleared + (0.0 if lost else returned)
-            )
-            self.removed_amount[j] += cleared - made + (returned if lost else 0.0)
-            if collect:
-                self.outer_amount[j] = mo - loop_in + out_plasma + back
+            cleared = self._cl[j] * cp * dt_s
+            ea[j] -= exchange
+            if lost:
+                pa[j] = mp - out_plasma + exchange + made - cleared
+                ra[j] += cleared - made + returned
             else:
-                self.outer_amount[j] = mo - loop_in + back
-                self.waste_amount[j] += out_plasma
-            self.waste_amount[j] += to_filtrate
-            self.inner_amount[j] = mi + m - back - returned
+                pa[j] = mp - out_plasma + exchange + made - cleared + returned
+                ra[j] += cleared - made
+            if collect:
+                oa[j] = mo - loop_in + out_plasma + back
+            else:
+                oa[j] = mo - loop_in + back
+                wa[j] += out_plasma
+            ia[j] = mi + m - back - returned
+        if foul_vf > 0.0:
+            self.fouling -= foul_vf / FOULING_FILTRATE_ML
+
+    def _column_rates(self, column_flow: float) -> None:
+        """Fresh single-pass extraction of every column at this flow: computed when the
+        pumps change speed, not every step (the hot path stays free of exp())."""
+        self._column_flow = column_flow
+        for j, row in enumerate(self._conductance):
+            e0 = self._e0[j]
+            for a, k in enumerate(row):
+                e0[a] = 1.0 - math.exp(-k / column_flow) if column_flow > 0.0 and k else 0.0
 
     def update_pressures(self) -> None:
         """Pressures from the pumps' speeds and the fault knobs, as they are right now."""
@@ -484,23 +478,91 @@ class Physics:
         return sum(self.volumes.values()) - self.outside_ml
 
     def concentration(self, solute: str) -> float:
-        j = [s.name for s in self.params.solutes].index(solute)
-        return self.patient_amount[j] / self.volumes["patient"]
+        """The patient's plasma concentration of `solute` in its clinical unit."""
+        return self.patient_amount[self.solute_index[solute]] / self.volumes["patient"]
 
     def removal_fraction(self, solute: str) -> float:
-        j = [s.name for s in self.params.solutes].index(solute)
+        j = self.solute_index[solute]
         return 1.0 - self.concentration(solute) / self.params.solutes[j].initial
 
+    def hang_plasma(self, chamber: str, volume_ml: float, levels: dict[str, float]) -> None:
+        """Put `volume_ml` of plasma at `levels` into a chamber, as an operator would hang it
+        (bench experiments on a column or the bag alone). Counted as coming from outside,
+        so the volume and solute audits stay exact."""
+        self.volumes[chamber] += volume_ml
+        self.outside_ml += volume_ml
+        amounts = self.outer_amount if chamber == "outer_chamber" else self.inner_amount
+        for name, level in levels.items():
+            j = self.solute_index[name]
+            amounts[j] += level * volume_ml
+            self._start_amount[j] += level * volume_ml
 
-def physics_for(rig: RigConfig, prescription: Prescription | None = None) -> Physics:
-    """The simulated rig and patient that a rig file and a prescription describe."""
+    def bound(self, solute: str) -> dict[str, float]:
+        """Amount of `solute` bound on each column (unit x mL)."""
+        row = self.adsorber_bound[self.solute_index[solute]]
+        return dict(zip(self._adsorbers, row, strict=True))
+
+    def solute_total(self, solute: str) -> float:
+        """Every place the solute can be, plus what the body cleared net of what it made:
+        equal to the starting amount at all times (tested)."""
+        j = self.solute_index[solute]
+        return (
+            self.patient_amount[j]
+            + self.ev_amount[j]
+            + self.outer_amount[j]
+            + self.inner_amount[j]
+            + self.waste_amount[j]
+            + sum(self.adsorber_bound[j])
+            + self.removed_amount[j]
+        )
+
+    def solute_start(self, solute: str) -> float:
+        return self._start_amount[self.solute_index[solute]]
+
+    def column_profile(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Each column's inlet and outlet concentration of each solute, now.
+
+        What a sampling port before and after each column would read: the outer chamber's
+        plasma after the filter (its share of the solute leaves with the filtrate) and the
+        post-dilution, then each column's single-pass extraction in turn. Empty while the
+        loop does not run. Built on demand (the journal's 1 Hz trend), never in `step`.
+        """
+        f = self.flow
+        outer = self.volumes["outer_chamber"]
+        q_loop = f[LOOP]
+        column_flow = q_loop - f[FILTRATE] + f[SUBSTITUTION]
+        if q_loop <= 0.0 or outer <= 1e-9 or column_flow <= 0.0 or not self._adsorbers:
+            return {}
+        if column_flow != self._column_flow:
+            self._column_rates(column_flow)
+        out: dict[str, dict[str, tuple[float, float]]] = {a: {} for a in self._adsorbers}
+        for s, j in self.solute_index.items():
+            co = self.outer_amount[j] / outer
+            filtered = min(co * q_loop, self._sieving[j] * self.fouling * co * f[FILTRATE])
+            c = (co * q_loop - filtered) / column_flow
+            for a, name in enumerate(self._adsorbers):
+                e = self._e0[j][a] / (1.0 + self.adsorber_bound[j][a] * self._inv_half_load[j][a])
+                out[name][s] = (c, c * (1.0 - e))
+                c *= 1.0 - e
+        return out
+
+
+def physics_for(
+    rig: RigConfig,
+    prescription: Prescription | None = None,
+    extra_solutes: tuple[SoluteParams, ...] = (),
+) -> Physics:
+    """The simulated rig and patient that a rig file and a prescription describe.
+
+    `extra_solutes` are tracked besides IL-6 and bilirubin (bench/validation.py adds albumin).
+    """
     sim = rig.sim
     params = PhysicsParams(
         map_baseline_mmhg=sim.map_baseline_mmhg,
         substitution_bag_ml=sim.substitution_bag_ml,
         waste_capacity_ml=sim.waste_bag_capacity_ml,
         seed=sim.seed,
-        solutes=default_solutes(sim.il6_pg_ml, sim.bilirubin_umol_l),
+        solutes=default_solutes(sim.il6_pg_ml, sim.bilirubin_umol_l) + extra_solutes,
     )
     if prescription is not None:
         params.weight_kg = prescription.patient.weight_kg

@@ -64,11 +64,30 @@ class Replacement(Strict):
 
 
 class PurificationEnd(Strict):
-    """The loop ends at whichever comes first."""
+    """The loop ends at whichever comes first.
+
+    Two volumes, because "plasma processed" means two things in practice: a DPMAS session's
+    3-4.5 L is plasma drawn from the patient, each millilitre through the columns once; in a
+    recirculating loop the same plasma passes many times, so the loop's volume is several
+    times larger. Each field says which one it counts.
+    """
 
     duration_min: float | None = bounded(None, 10, 720, "min", "purification duration")
     processed_plasma_ml: float | None = bounded(
-        None, 500, 100000, "mL", "plasma processed through the loop"
+        None,
+        500,
+        100000,
+        "mL",
+        "plasma pumped through the loop (filter and adsorbers) during purification, every"
+        " pass counted (loop pump encoder)",
+    )
+    patient_plasma_ml: float | None = bounded(
+        None,
+        500,
+        20000,
+        "mL",
+        "plasma drawn from the patient by the plasma pump during purification, each"
+        " millilitre once however often it recirculates (plasma pump encoder)",
     )
 
 
@@ -350,13 +369,17 @@ class Prescription(Strict):
                     )
                 )
         end = self.purification
-        if end is not None and end.duration_min is None and end.processed_plasma_ml is None:
+        if end is not None and (
+            end.duration_min is None
+            and end.processed_plasma_ml is None
+            and end.patient_plasma_ml is None
+        ):
             bad.append(
                 RuleViolation(
                     "purification",
                     "{}",
                     "say when the loop ends",
-                    "duration_min and/or processed_plasma_ml",
+                    "duration_min, processed_plasma_ml and/or patient_plasma_ml",
                 )
             )
         return bad

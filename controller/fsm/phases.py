@@ -40,6 +40,8 @@ class Progress:
     phase_s: float = 0.0
     exchanged_ml: float = 0.0
     processed_ml: float = 0.0
+    #: plasma drawn from the patient by the plasma pump during purification
+    patient_plasma_ml: float = 0.0
     heparin_ml: float = 0.0
     blood_rinsed_ml: float = 0.0
     outer_chamber_ml: float = 0.0
@@ -132,10 +134,13 @@ def purification(p: Prescription, pr: Progress) -> Setpoints:
 
 
 def purification_done(p: Prescription, pr: Progress) -> bool:
+    """Duration, loop volume (every pass) or patient plasma (each mL once): first reached."""
     end = p.purification_end
     if end.duration_min is not None and pr.purification_s >= end.duration_min * 60.0:
         return True
-    return end.processed_plasma_ml is not None and pr.processed_ml >= end.processed_plasma_ml
+    if end.processed_plasma_ml is not None and pr.processed_ml >= end.processed_plasma_ml:
+        return True
+    return end.patient_plasma_ml is not None and pr.patient_plasma_ml >= end.patient_plasma_ml
 
 
 def rinse_back(p: Prescription, pr: Progress) -> Setpoints:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from controller.config.prescription import Prescription
 from controller.config.scenario import Scenario
 from controller.fsm import phases
 from controller.runner import CLEAR, RunOptions, run_treatment
+from firmware_sim.physics import confined_solute, physics_for
 
 RIG = load_rig("config/rigs/sim.yaml")
 
@@ -77,14 +79,23 @@ async def test_six_hour_li_als_accounting_matches_the_simulator_within_1_ml() ->
     true_balance = truth["replacement"] + truth["return"] + truth["heparin"] - truth["plasma"]
     assert v.fluid_balance_ml == pytest.approx(true_balance, abs=1.0)
     assert v.processed_plasma_ml > 50000 and v.passes > 5
-    assert summary.solutes is not None and summary.solutes["bilirubin"].removal > 0.6
+    # bilirubin refills from its pool outside the plasma all along: a session takes about
+    # half of it, not the 94 % no published session comes near (docs/validation.md)
+    assert summary.solutes is not None
+    assert 0.45 < summary.solutes["bilirubin"].removal < 0.75
 
 
-async def test_pe_of_one_and_a_half_plasma_volumes_removes_about_78_percent_of_bilirubin() -> None:
+async def test_pe_of_one_and_a_half_plasma_volumes_removes_78_percent_of_a_confined_solute() -> (
+    None
+):
     p = rx("pe", exchange_volume_pv=1.5, replacement={"bag_volume_ml": 5000})
-    summary, _ = await run_treatment(RIG, p, RunOptions(gate=CLEAR))
+    physics = physics_for(RIG, p, (confined_solute(),))
+    summary, _ = await run_treatment(RIG, p, RunOptions(gate=CLEAR, physics=physics))
     assert summary.completed and summary.solutes is not None
-    assert summary.solutes["bilirubin"].removal == pytest.approx(0.78, abs=0.05)
+    marker = summary.solutes["marker"].removal
+    assert marker == pytest.approx(1 - math.exp(-1.5), abs=0.01)  # Kaplan: 78 %
+    # bilirubin comes back from outside the plasma while it is exchanged
+    assert 0.4 < summary.solutes["bilirubin"].removal < marker - 0.1
 
 
 async def test_pause_keeps_blood_at_minimum_and_resume_returns_to_the_phase() -> None:

@@ -66,11 +66,18 @@ def test_net_fluid_removal_comes_from_the_patient_not_the_bag() -> None:
     assert sp.pumps["filtrate"] - sp.pumps["substitution"] == pytest.approx(removal)
 
 
-def test_purification_ends_on_duration_or_processed_volume() -> None:
-    rx = load_prescription("config/prescriptions/adsorption.yaml")  # 180 min or 4000 mL
-    assert not phases.purification_done(rx, Progress(purification_s=60, processed_ml=3999))
-    assert phases.purification_done(rx, Progress(processed_ml=4000))
+def test_purification_ends_on_duration_loop_volume_or_patient_plasma() -> None:
+    # DPMAS: 180 min or 4500 mL drawn from the patient, however much the loop pumped
+    rx = load_prescription("config/prescriptions/adsorption.yaml")
+    assert not phases.purification_done(
+        rx, Progress(purification_s=60, processed_ml=20_000, patient_plasma_ml=4499)
+    )
+    assert phases.purification_done(rx, Progress(patient_plasma_ml=4500))
     assert phases.purification_done(rx, Progress(purification_s=180 * 60))
+    # a recirculating loop: 180 min or 30 L through the loop, each pass counted
+    loop = load_prescription("config/prescriptions/pe_adsorption.yaml")
+    assert not phases.purification_done(loop, Progress(processed_ml=29_999, patient_plasma_ml=9e3))
+    assert phases.purification_done(loop, Progress(processed_ml=30_000))
 
 
 def test_connecting_ramps_blood_and_keeps_plasma_off(rx: Prescription) -> None:

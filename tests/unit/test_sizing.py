@@ -70,6 +70,18 @@ def test_purification_ends_on_whichever_comes_first() -> None:
     assert phases["purification"] == pytest.approx(100 / 30 * 60 + 12000 / 120 * 60)
 
 
+def test_a_patient_plasma_volume_ends_purification_at_the_plasma_flow() -> None:
+    p = Prescription(
+        patient={"weight_kg": 70, "hematocrit": 0.30},
+        mode="adsorption",
+        plasma_flow_ml_min=25,
+        loop_flow_multiple=4,
+        purification={"duration_min": 600, "patient_plasma_ml": 4500},
+    )
+    phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
+    assert phases["purification"] == pytest.approx(4500 / 25 * 60)  # not the loop's 100 mL/min
+
+
 def test_pe_has_no_collection_or_loop_phase() -> None:
     p = Prescription(patient={"weight_kg": 70, "hematocrit": 0.30}, mode="pe", exchange_volume_pv=1)
     names = [ph.name for ph in sizing.plan(p).phases]
