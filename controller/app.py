@@ -460,7 +460,12 @@ class Controller:
         elif phase == "purification" and phases.purification_done(rx, pr):
             await self._fire(
                 "purification_complete",
-                f"processed {pr.processed_ml:.0f} mL in {pr.purification_s / 60:.0f} min",
+                f"processed {pr.processed_ml:.0f} mL in {pr.purification_s / 60:.0f} min"
+                + (
+                    f", {pr.patient_plasma_ml:.0f} mL of the patient's plasma"
+                    if rx.purification_end.patient_plasma_ml is not None
+                    else ""
+                ),
             )
         elif phase == "rinse_back" and phases.rinse_back_done(pr):
             await self._fire("rinsed", f"{pr.blood_rinsed_ml:.0f} mL rinsed back")
@@ -990,6 +995,8 @@ class Controller:
         rx, v = self.rx, self.volumes
         if phase == "purification" or (phase in ("rinse_back", "done") and rx.has_loop):
             end = rx.purification_end
+            if end.duration_min is None and end.patient_plasma_ml is not None:
+                return "patient plasma", v.patient_plasma_ml, end.patient_plasma_ml, "mL"
             if end.processed_plasma_ml is not None and end.duration_min is None:
                 return "processed", v.processed_ml, end.processed_plasma_ml, "mL"
             minutes = self._run.purification_ms / 60000.0
@@ -1039,6 +1046,7 @@ class Controller:
                 exchange_ml=round(v.exchanged_ml, 2),
                 collected_ml=round(v.collected_ml, 2),
                 processed_plasma_ml=round(v.processed_ml, 2),
+                patient_plasma_ml=round(v.patient_plasma_ml, 2),
                 passes=round(v.processed_ml / held, 2) if v.processed_ml else 0.0,
                 filtrate_ml=round(v.pumped_ml["filtrate"], 2),
                 substitution_ml=round(v.pumped_ml["substitution"], 2),

@@ -34,6 +34,9 @@ class VolumesOut(_Model):
     exchange_ml: float = Field(description="plasma exchanged (to waste and collected)")
     collected_ml: float = Field(description="plasma sent to the outer chamber")
     processed_plasma_ml: float = Field(description="plasma pumped through filter and adsorbers")
+    patient_plasma_ml: float = Field(
+        0.0, description="plasma drawn from the patient while the loop ran (each mL once)"
+    )
     passes: float = Field(description="processed plasma / plasma held in the bag")
     filtrate_ml: float
     substitution_ml: float
