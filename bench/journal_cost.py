@@ -22,7 +22,7 @@ from typing import Any
 
 from controller import journal as jr
 from controller.config.loading import load_prescription, load_rig
-from controller.journal import Journal
+from controller.journal import Journal, JournalHealth
 from controller.runner import CLEAR, RunOptions, run_treatment
 
 
@@ -31,6 +31,7 @@ class NullJournal(Journal):
 
     def __init__(self) -> None:
         self.rows = 0
+        self.health = JournalHealth()
 
     def _put(self, kind: str, item: Any) -> None:
         self.rows += 1

@@ -35,6 +35,8 @@ from controller.summary import Summary
 
 SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
 DEFAULT_JOURNAL = "out/journal.db"
+#: Trend rows a report plots at most (about one per pixel column of its plots, twice over)
+PLOT_POINTS = 2000
 #: `alsctl run` exit status when it was interrupted before (or outside) a treatment
 INTERRUPTED_EXIT = EXIT_CODES[Outcome.INTERRUPTED]
 
@@ -286,7 +288,10 @@ def _write_report(journal: str, session: int, out: str | None) -> Path:
 
     path = Path(out) if out else report_path(journal, session)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(jr.load(journal, session)))
+    record = jr.load(journal, session, trends=False)
+    # what the plots can show, not every row: a 24 h session stays under 150 MB
+    record.trends = jr.thinned_trends(journal, session, PLOT_POINTS)
+    path.write_text(render(record))
     return path
 
 

@@ -22,6 +22,10 @@ from controller.journal import Journal
 
 TREND_MS = 1000
 WINDOW_MS = 30_000
+#: Full-rate rows a session keeps at most (about 20 alarm windows at 10 Hz): an alarm that
+#: chatters for hours must not grow the journal without bound; later windows are skipped,
+#: and the journal says so once.
+FULL_RATE_BUDGET = 12_000
 #: A resumed run starts from the newest checkpoint and adds what the encoders' totals say
 #: the pumps moved after it; the period only bounds how stale the phase and alarms can be.
 #: Every transition and alarm also writes one.
@@ -79,6 +83,8 @@ class Recorder:
         self._next_trend_ms = 0
         self._next_checkpoint_ms = 0
         self._full_until_ms = -1
+        self._full_rows = 0
+        self._budget_told = False
         #: a new session is this process's from its start; a resumed one from its restore
         self._claimed = not resumed
         #: the journal's health last told to the controller (a sentinel: tell it at once,
@@ -101,7 +107,7 @@ class Recorder:
         vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
         if t >= self._next_checkpoint_ms and self._checkpoint(t):
             self._next_checkpoint_ms = t + CHECKPOINT_MS
-        full = t <= self._full_until_ms
+        full = t <= self._full_until_ms and self._full_rows < FULL_RATE_BUDGET
         due = t >= self._next_trend_ms
         if not full:
             self._ring.append((status.sample, status.phase, vols))
@@ -109,6 +115,7 @@ class Recorder:
             # built once, for both tables
             row = trend_row(status.sample, status.phase, vols, self._extra(), self._columns())
             if full:
+                self._full_rows += 1
                 self.journal.trend(self.session, t, True, row)
             if due:
                 self._next_trend_ms = t - t % TREND_MS + TREND_MS
@@ -154,10 +161,17 @@ class Recorder:
             self._checkpoint(t_ms)
         self.journal.event(self.session, t_ms, kind, body)
         if kind == "alarm" and body.get("kind") == "raised":
+            if self._full_rows + len(self._ring) > FULL_RATE_BUDGET:
+                if not self._budget_told:
+                    self._budget_told = True
+                    note = f"full-rate trends end here: {self._full_rows} rows kept"
+                    self.journal.event(self.session, t_ms, "note", {"note": note})
+                return
             extra = self._extra()
             columns = self._columns()
             while self._ring:
                 sample, phase, vols = self._ring.popleft()
                 row = trend_row(sample, phase, vols, extra, columns)
+                self._full_rows += 1
                 self.journal.trend(self.session, sample.t_ms, True, row)
             self._full_until_ms = t_ms + WINDOW_MS

@@ -19,6 +19,7 @@ from controller.journal.reading import (
     load,
     pid_alive,
     sessions,
+    thinned_trends,
 )
 from controller.journal.schema import (
     BUSY_TIMEOUT_S,
@@ -52,4 +53,5 @@ __all__ = [
     "migrate",
     "pid_alive",
     "sessions",
+    "thinned_trends",
 ]

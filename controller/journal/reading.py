@@ -183,3 +183,30 @@ def latest_session(path: Path | str) -> int:
     if not rows:
         raise JournalError(f"no session in {path}")
     return rows[-1].id
+
+
+def thinned_trends(
+    path: Path | str, session: int, points: int
+) -> list[tuple[int, bool, dict[str, Any]]]:
+    """The session's 1 Hz trend rows, at most about `points` of them, evenly spread in rig
+    time: what a plot can show, read chunk by chunk, so a 24 h session never sits in
+    memory whole (the report: tens of MB instead of hundreds)."""
+    conn = _readable(path)
+    try:
+        (span,) = conn.execute(
+            "SELECT rig_time_ms FROM session WHERE id = ?", (session,)
+        ).fetchone() or (0,)
+        every = max(1, int(span) // max(1, points))
+        kept: list[tuple[int, bool, dict[str, Any]]] = []
+        due = -1
+        for (text,) in conn.execute(
+            "SELECT rows FROM trend WHERE session = ? AND full_rate = 0 ORDER BY first_ms",
+            (session,),
+        ):
+            for t, row in json.loads(text):
+                if t >= due:
+                    kept.append((t, False, row))
+                    due = t - t % every + every
+    finally:
+        conn.close()
+    return kept

@@ -112,3 +112,21 @@ def test_an_unknown_session_names_the_ones_there_are(tmp_path: Path) -> None:
         jr.load(path, 7)
     with pytest.raises(JournalError, match="no journal"):
         jr.sessions(tmp_path / "none.db")
+
+
+def test_a_report_reads_a_long_session_thinned_chunk_by_chunk(tmp_path: Path) -> None:
+    """24 h of 1 Hz rows (and full-rate ones) in the file; the report keeps about 2,000."""
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        sid = j.start_session(rig_id="r", backend="sim", prescription="x", mode="pe", snapshots={})
+        for t in range(0, 24 * 3_600_000, 1000):
+            j.trend(sid, t, False, {"t": t})
+            if t % 600_000 == 0:
+                j.trend(sid, t, True, {"t": t})
+        j.end_session(sid, "done", 24 * 3_600_000, "completed")
+        j.flush()
+    kept = jr.thinned_trends(path, sid, 2000)
+    assert 1900 <= len(kept) <= 2100
+    times = [t for t, _full, _row in kept]
+    assert times == sorted(times) and times[0] == 0 and times[-1] >= 23.9 * 3_600_000
+    assert not any(full for _t, full, _row in kept)  # plots draw the 1 Hz rows
