@@ -33,7 +33,7 @@ from controller.fsm import phases
 from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment, leaf
 from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
 from controller.outcome import Outcome, judge
-from controller.safety import gate
+from controller.safety import balance, gate
 from controller.safety.alarms import AlarmEvent
 from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
 from controller.summary import AlarmOut, GateOut, StopOut, Summary, TransitionOut, VolumesOut
@@ -167,6 +167,8 @@ class Controller:
         self.alarm_log: list[AlarmEvent] = []
         self.hal_log: list[HalEvent] = []
         self._clear_since_ms: int | None = None
+        #: why --auto-resume holds back (an alarm that keeps coming back), once said
+        self._auto_resume_held: str | None = None
         #: a resume in progress, not yet restored: nothing of it goes to the checkpoints
         self.resuming = False
         #: the journal session of this run, when journaled
@@ -508,6 +510,8 @@ class Controller:
                     cause = f"{cause}; {self.override_note}" if self.override_note else cause
                 acting = self._interrupted_phase()
                 await self.machine.request(trigger, cause)
+                if trigger == "resume" and not cause.startswith("auto:"):
+                    self._auto_resume_held = None  # a person looked: auto-resume may go on
                 if trigger in ("stop", "end"):
                     self._note_stop(cause, acting)
             except (IllegalRequest, CommandRefused) as exc:
@@ -556,7 +560,11 @@ class Controller:
         v = self.volumes
         treating = self.machine.phase in ACCOUNTED
         verdict = self.safety.evaluate(
-            sample, v.fluid_balance_ml, v.pumped_ml["heparin"], treating=treating
+            sample,
+            v.fluid_balance_ml,
+            v.pumped_ml["heparin"],
+            treating=treating,
+            allowed_balance_ml=self._allowed_balance_ml(),
         )
         for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR):
             # raised when the firmware goes safe; latched: it waits for the operator
@@ -577,6 +585,32 @@ class Controller:
         if self.on_event is not None:
             self.on_event(t_ms, kind, body)
 
+    def _allowed_balance_ml(self) -> float:
+        v = self.volumes
+        return balance.allowed_balance_ml(
+            self.rx, v.pumped_ml["heparin"], self._run.purification_ms / 1000.0
+        )
+
+    def _within_prescription(self, pumps: dict[str, float]) -> dict[str, float]:
+        """The prescription's limits over whatever the phase and safety asked for: no more
+        exchanged, processed or drawn than prescribed, in any state (balance.py), and the
+        patient's balance held to what the prescription allows by now."""
+        v = self.volumes
+        done = {
+            "exchanged_ml": v.exchanged_ml,
+            "processed_ml": v.processed_ml,
+            "patient_plasma_ml": v.patient_plasma_ml,
+        }
+        phase = self._interrupted_phase()
+        for name in balance.over_prescription(
+            self.rx, phase, done, self._run.purification_ms / 1000.0
+        ):
+            pumps[name] = 0.0
+        balance.guard(
+            pumps, v.fluid_balance_ml, self._allowed_balance_ml(), balance.margin_ml(self.rx)
+        )
+        return pumps
+
     async def _auto_resume(self, sample: Sample) -> None:
         if self.auto_resume_s is None or self.machine.phase != "alarm":
             self._clear_since_ms = None
@@ -584,12 +618,38 @@ class Controller:
         if self.safety.alarms.conditions_present():
             self._clear_since_ms = None
             return
+        if self._auto_resume_held is not None:
+            return  # held until a person resumes (then it plays the operator again)
+        recurring = self._recurring(sample.t_ms)
+        if recurring is not None:
+            self._auto_resume_held = recurring
+            self._emit(sample.t_ms, "auto_resume_held", {"why": recurring})
+            return
         if self._clear_since_ms is None:
             self._clear_since_ms = sample.t_ms
         elif sample.t_ms - self._clear_since_ms >= self.auto_resume_s * 1000:
             self.request("acknowledge", "auto: conditions gone")
             self.request("resume", "auto: conditions gone")
             self._clear_since_ms = None
+
+    def _recurring(self, t_ms: int) -> str | None:
+        """Why `--auto-resume` must not resume now: an alarm of this stop keeps coming back
+        (the rig's auto_resume_max raises within auto_resume_window_s), so resuming would
+        only loop into a fault that is still there. A person must look."""
+        lim = self.rig.alarms
+        since = t_ms - int(lim.auto_resume_window_s * 1000)
+        raised: dict[str, int] = {}
+        for e in self.alarm_log:
+            if e.kind == "raised" and e.t_ms >= since:
+                raised[e.alarm] = raised.get(e.alarm, 0) + 1
+        for alarm_id in self.safety.alarms.active:
+            count = raised.get(alarm_id, 0)
+            if count >= lim.auto_resume_max:
+                return (
+                    f"{alarm_id} raised {count} times in {lim.auto_resume_window_s / 60:g} min:"
+                    " not resumed automatically; the operator must find the cause"
+                )
+        return None
 
     async def _link_trouble(self, exc: LinkError) -> None:
         """A sample that did not come or a command that got no answer: the link is lost.
@@ -670,7 +730,7 @@ class Controller:
         else:
             sp = self._setpoints(self._acting_phase(), pr)
         if sp is not None:
-            sp = phases.Setpoints(verdict.apply(sp.pumps), sp.valves)
+            sp = phases.Setpoints(self._within_prescription(verdict.apply(sp.pumps)), sp.valves)
             try:
                 await self._command(sp)
             except CommandRefused as exc:

@@ -70,7 +70,14 @@ class Progress:
                 what = f"{b['source']} -> {b['dest']}  ({b['cause']})"
             elif e.kind == "alarm" and b["kind"] in ("raised", "cleared", "acknowledged"):
                 what = f"ALARM {b['kind']} {b['alarm']} ({b['priority']})"
-            elif e.kind in ("operator", "resumed", "error", "interrupted"):
+            elif e.kind in (
+                "operator",
+                "resumed",
+                "error",
+                "interrupted",
+                "auto_resume_held",
+                "note",
+            ):
                 what = f"{e.kind}: " + ", ".join(
                     f"{k} {v}" for k, v in b.items() if k != "traceback"
                 )

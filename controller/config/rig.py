@@ -165,6 +165,20 @@ class AlarmLimits(Strict):
     minimum_blood_flow_ml_min: float = bounded(
         50.0, 30, 100, "mL/min", "blood flow kept while paused or hypotensive"
     )
+    net_balance_ml: float = bounded(
+        100.0,
+        20,
+        300,
+        "mL",
+        "patient balance (into minus out, by encoders or scales) off what the prescription"
+        " allows by now",
+    )
+    auto_resume_max: int = bounded(
+        3, 1, 10, "alarms", "--auto-resume stops resuming an alarm raised this often"
+    )
+    auto_resume_window_s: float = bounded(
+        600.0, 60, 3600, "s", "the window in which auto_resume_max raises are counted"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> AlarmLimits:

@@ -134,6 +134,13 @@ class DrillResult:
     response: Sample | None = None
     resumed: bool = False
     samples: list[Sample] = field(default_factory=list)
+    #: when the machine left `alarm` after the fault (resume or stop), if it did
+    left_alarm_ms: int | None = None
+    #: the patient's balance moved off its prescribed trajectory by at most this while the
+    #: response held (simulated rig: the simulator's truth, spill aside)
+    balance_change_ml: float | None = None
+    #: blood a lost line spilled over the drill (simulated rig)
+    spilled_ml: float | None = None
 
     @property
     def firmware_latency_ms(self) -> int | None:
@@ -166,6 +173,8 @@ async def run_drill(
     refs: list[Controller] = []
     samples: list[Sample] = []
     balance: list[float] = []
+    #: the simulator's truth per kept sample: (patient off what is allowed by now, spilled)
+    patient: list[tuple[float, float]] = []
     state: dict[str, Any] = {"injected": None, "cleared": False, "stopped": False}
     tasks: list[asyncio.Task[None]] = []
 
@@ -195,10 +204,19 @@ async def run_drill(
         if state["injected"] is None or t <= state["injected"] + KEEP_AFTER_MS:
             if state["injected"] is None and len(samples) >= KEEP_BEFORE:
                 del samples[0], balance[0]
+                if patient:
+                    del patient[0]
             v = c.volumes
             scales = c.safety.scale_balance_ml(status.sample, v.pumped_ml["heparin"])
             samples.append(status.sample)
             balance.append(v.fluid_balance_ml - scales)
+            physics = getattr(c.hal, "physics", None)
+            if physics is not None:
+                spill = physics.volumes["spill"]
+                # what the patient really gained, a spilled line's loss aside (blood lost is
+                # its own figure), against what the prescription allows by now
+                gained = physics.volumes["patient"] - physics._pv0() + spill
+                patient.append((gained - c._allowed_balance_ml(), spill))
         if state["injected"] is None:
             if status.phase == drill.phase and c.machine.phase_s() >= drill.after_s:
                 state["injected"] = t
@@ -228,7 +246,29 @@ async def run_drill(
     summary, controller = await run_treatment(rig, rx, opts)
     for task in tasks:
         await task
-    return _analyse(drill, summary, controller, samples, balance, state["injected"])
+    result = _analyse(drill, summary, controller, samples, balance, state["injected"])
+    _balance_during_response(result, patient)
+    return result
+
+
+#: The response is judged over this long after the alarm (or until the alarm is left).
+RESPONSE_WINDOW_MS = 60_000
+
+
+def _balance_during_response(r: DrillResult, patient: list[tuple[float, float]]) -> None:
+    """How far the patient's balance moved off its prescribed trajectory while the response
+    held, and the blood a lost line spilled (the simulator's truth)."""
+    if not patient or r.alarm_ms is None:
+        return
+    pairs = list(zip(r.samples, patient, strict=True))
+    start = next((off for s, (off, _sp) in pairs if s.t_ms >= r.alarm_ms), None)
+    if start is None:
+        return
+    left = r.left_alarm_ms if r.left_alarm_ms is not None else r.alarm_ms + RESPONSE_WINDOW_MS
+    end = min(left, r.alarm_ms + RESPONSE_WINDOW_MS)
+    during = [off for s, (off, _sp) in pairs if r.alarm_ms <= s.t_ms <= end]
+    r.balance_change_ml = max(abs(off - start) for off in during)
+    r.spilled_ml = patient[-1][1] - patient[0][1]
 
 
 def _analyse(
@@ -269,4 +309,13 @@ def _analyse(
         r.onset_ms = onset
     trail = [(t.source, t.dest) for t in summary.transitions]
     r.resumed = ("alarm", drill.phase) in trail
+    if r.alarm_ms is not None:
+        r.left_alarm_ms = next(
+            (
+                int(t.t_s * 1000)
+                for t in summary.transitions
+                if t.source == "alarm" and t.t_s * 1000 >= r.alarm_ms
+            ),
+            None,
+        )
     return r

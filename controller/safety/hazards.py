@@ -73,6 +73,10 @@ def hazard_table(a: AlarmLimits, link_lost_ms: int = 300) -> tuple[Hazard, ...]:
                f"encoder balance and scale balance differ by more than "
                f"{a.fluid_imbalance_ml:g} mL", h, 2, 5, True,
                Response.STOP_EXCHANGE_FILTRATION, "controller"),
+        Hazard("net_balance", "patient fluid balance off its prescription",
+               f"into minus out of the patient, by encoders or by scales, more than "
+               f"{a.net_balance_ml:g} mL from what the prescription allows by now", h, 2, 5,
+               True, Response.STOP_EXCHANGE_FILTRATION, "controller"),
         Hazard("bag", "bag empty or full",
                f"a bag in use below {a.bag_empty_g:g} g, or within {a.bag_full_margin_g:g} g "
                "of its capacity", m, 1, 3, False, Response.PAUSE_BAG_PUMP, "controller"),

@@ -21,6 +21,7 @@ from controller.config.prescription import Prescription
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, RigConfig
 from controller.hal.base import SafeReason, Sample
 from controller.safety.alarms import AlarmManager, Priority
+from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table
 
 BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
@@ -83,7 +84,7 @@ class Verdict:
 
     def apply(self, pumps: dict[str, float]) -> dict[str, float]:
         out = dict(pumps)
-        for name in self.stop:
+        for name in balanced(self.stop):  # never one pump of a pair alone (balance.py)
             out[name] = 0.0
         for name, top in self.caps.items():
             out[name] = min(out[name], top)
@@ -182,6 +183,7 @@ class Interlocks:
         encoder_balance_ml: float,
         heparin_ml: float,
         treating: bool,
+        allowed_balance_ml: float = 0.0,
     ) -> Verdict:
         t = sample.t_ms
         lim = self.lim
@@ -276,6 +278,20 @@ class Interlocks:
             and not set(SCALE_NAMES) & set(bad)
             and abs(self.balance_error_ml) > lim.fluid_imbalance_ml,
             lambda: f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
+        )
+        scales_ok = not set(SCALE_NAMES) & set(bad)
+        off = max(
+            abs(encoder_balance_ml - allowed_balance_ml),
+            abs(scales - allowed_balance_ml) if scales_ok else 0.0,
+        )
+        self._update(
+            t,
+            "net_balance",
+            treating and self._scale_base is not None and off > lim.net_balance_ml,
+            lambda: (
+                f"patient {encoder_balance_ml:+.0f} mL by encoders, {scales:+.0f} mL by"
+                f" scales; the prescription allows {allowed_balance_ml:+.0f} mL by now"
+            ),
         )
         for bag, users in BAG_PUMPS.items():
             self._update(

@@ -23,6 +23,9 @@ BASE = load_prescription("config/prescriptions/li_als.yaml")
 TABLE = {h.id: h for h in hazard_table(RIG.alarms, RIG.link_lost_ms)}
 TICK_MS = RIG.firmware_tick_ms
 CYCLE_MS = RIG.control_period_ms
+#: The patient's balance may move off its prescribed trajectory by at most this during any
+#: response (controller/safety/balance.py MARGIN_ML, the prescription guard's margin)
+BALANCE_LIMIT_ML = 10.0
 #: the firmware answers to its own limits; these hazards' first layer is the firmware
 SAFE_RESPONSES = {Response.SAFE_STATE}
 
@@ -80,6 +83,10 @@ def check(r: DrillResult, rig: RigConfig = RIG) -> None:
         for name in untouched:
             assert after.pumps[name].commanded == before.pumps[name].commanded, name
         assert after.valves == before.valves
+    # -- what it means for the patient: the response moves no net fluid into or out of
+    # the patient (beyond what the prescription allows meanwhile)
+    if r.balance_change_ml is not None:
+        assert r.balance_change_ml <= BALANCE_LIMIT_ML, (d.fault, r.balance_change_ml)
     # -- the way back
     trail = [(t.source, t.dest) for t in s.transitions]
     if d.recovery == "resume":
