@@ -20,6 +20,8 @@ from controller.journal import Committed
 from controller.summary import Summary
 
 PLAIN_EVERY_MS = 15 * 60 * 1000
+#: Journal events shown as they are, besides transitions and alarms
+SHOWN = frozenset({"operator", "resumed", "error", "interrupted", "auto_resume_held", "note"})
 LIVE_EVERY_MS = 60 * 1000
 
 
