@@ -79,7 +79,7 @@ def rows(results: list[DrillResult]) -> list[str]:
             else "-"
         )
         alarm = f"{r.alarm_latency_ms} ms" if r.alarm_latency_ms is not None else "not raised"
-        test = f"`test_hazard_on_sim[{d.hazard}-{d.fault}]`"
+        test = f"`test_hazard_on_sim[{d.name}]`"
         recovered = (
             "resumed, completed"
             if r.resumed and r.summary.completed

@@ -49,6 +49,8 @@ VALVE_SETTLE_S = 0.5
 ZERO_TOLERANCE_MMHG = 50.0
 #: The result of a request whose caller stopped waiting before the loop reached it.
 EXPIRED = "expired: not applied, its caller stopped waiting"
+#: Hazards seen only while blood flows: a resume from them is checked at low flow first.
+CHECKED_AT_LOW_FLOW = frozenset({"return_low", "return_high", "access_low", "air_return"})
 #: States during which volumes are accounted (from connection on).
 ACCOUNTED = frozenset(
     {"connecting", "exchange", "exchange_collect", "purification", "rinse_back", "paused", "alarm"}
@@ -169,6 +171,11 @@ class Controller:
         self._clear_since_ms: int | None = None
         #: why --auto-resume holds back (an alarm that keeps coming back), once said
         self._auto_resume_held: str | None = None
+        #: hazards raised since the machine last left `alarm` (what a resume must check)
+        self._episode: set[str] = set()
+        #: a resume being checked at low flow until then (session ms)
+        self._check_until_ms: int | None = None
+        self._losses_told = 0
         #: a resume in progress, not yet restored: nothing of it goes to the checkpoints
         self.resuming = False
         #: the journal session of this run, when journaled
@@ -509,7 +516,10 @@ class Controller:
                     self.safety.start_accounting(self.sample)  # type: ignore[arg-type]
                     cause = f"{cause}; {self.override_note}" if self.override_note else cause
                 acting = self._interrupted_phase()
+                episode = set(self._episode) if self.machine.phase == "alarm" else set()
                 await self.machine.request(trigger, cause)
+                if trigger == "resume" and episode & CHECKED_AT_LOW_FLOW:
+                    self._check_until_ms = t + int(self.rig.alarms.resume_check_s * 1000)
                 if trigger == "resume" and not cause.startswith("auto:"):
                     self._auto_resume_held = None  # a person looked: auto-resume may go on
                 if trigger in ("stop", "end"):
@@ -579,7 +589,13 @@ class Controller:
         for e in events:
             if e.kind == "raised":
                 self._run.alarms.append(AlarmOut(t_s=e.t_ms / 1000.0, cause=e.alarm))
+                self._episode.add(e.alarm.split(":", 1)[0])
             self._emit(e.t_ms, "alarm", asdict(e))
+        losses = self.safety.return_line.losses
+        while self._losses_told < len(losses):
+            start, end, ml = losses[self._losses_told]
+            self._losses_told += 1
+            self._emit(end, "blood_loss", {"estimate_ml": ml, "from_ms": start, "to_ms": end})
 
     def _emit(self, t_ms: int, kind: str, body: dict[str, Any]) -> None:
         if self.on_event is not None:
@@ -702,6 +718,8 @@ class Controller:
         verdict = self._evaluate_safety(sample)
         await self._auto_resume(sample)
         phase = m.phase
+        if phase == "connecting":
+            self.safety.return_line.learn_ramp(sample)  # the flow sweeps a range: the slope
         if (
             verdict.acting
             and phase not in ("alarm", "fault", "done")
@@ -721,9 +739,11 @@ class Controller:
             self._sent.clear()  # nothing can be commanded; everything is resent on resume
             return True
         pr = self._progress(sample)
-        if phase == "alarm" and not verdict.acting:
-            # the hazard has gone but nobody resumed: hold blood circulating at minimum,
-            # the plasma side stopped, until the operator says so
+        checking = self._checking(sample, phase)
+        self.safety.return_line.checking = checking
+        if (phase == "alarm" and not verdict.acting) or checking:
+            # the hazard has gone but nobody resumed (or a resume is being checked at low
+            # flow): blood circulating at minimum, the plasma side stopped
             sp: phases.Setpoints | None = phases.paused(
                 self.rx, pr, self.rig.alarms.minimum_blood_flow_ml_min
             )
@@ -738,9 +758,32 @@ class Controller:
                     raise
                 self._sent.clear()  # it went safe since the sample: the next one says why
                 return True
-        if phase != "alarm":
+        if phase != "alarm" and not checking:
             await self._advance(phase, pr)
         return True
+
+    def _checking(self, sample: Sample, phase: str) -> bool:
+        """A resume from an alarm that only shows while blood flows (a lost or occluded
+        return line, access, air) is checked first: `resume_check_s` at the minimum blood
+        flow, the plasma side stopped, every detector judging (the return line against its
+        expected level at that flow). An alarm meanwhile takes the run back to `alarm`
+        before full flow ever returns; a quiet check lets the phase go on."""
+        until = self._check_until_ms
+        if until is None:
+            return False
+        if phase == "alarm":
+            self._check_until_ms = None
+            self._emit(sample.t_ms, "resume_check", {"result": "failed: the alarm came back"})
+            return False
+        if sample.t_ms < until:
+            return True
+        self._check_until_ms = None
+        self._emit(
+            sample.t_ms,
+            "resume_check",
+            {"result": f"passed: {self.rig.alarms.resume_check_s:g} s at minimum flow"},
+        )
+        return False
 
     def _interrupted_phase(self) -> str:
         """The treatment phase a pause or an alarm holds, else the phase itself."""
@@ -939,6 +982,7 @@ class Controller:
         r.rinse_start_ml = cp["rinse_start_ml"]
         r.alarms = [AlarmOut(t_s=t, cause=cause) for t, cause in cp["raised"]]
         self.safety.restore(cp["scale_base"], cp["active_alarms"])
+        self.safety.return_line.restore(cp.get("return_line"))
         now = self.sample.t_ms if self.sample is not None else 0
         self.machine.now_ms = now
         # `connecting` ramps the blood flow up from its entry: it starts again
@@ -965,6 +1009,7 @@ class Controller:
             "rinse_start_ml": r.rinse_start_ml,
             "raised": [(a.t_s, a.cause) for a in r.alarms],
             "scale_base": self.safety.scale_base,
+            "return_line": self.safety.return_line.state(),
             "active_alarms": self.safety.alarms.snapshot(),
             # the encoders' own totals at this sample: a resume counts what moved after it
             "totals_ml": dict(self.sample.totals_ml) if self.sample is not None else {},
@@ -1024,6 +1069,8 @@ class Controller:
 
     # -- results ------------------------------------------------------------------------
     def _transition(self, record: TransitionRecord) -> None:
+        if record.source == "alarm":
+            self._episode = set()
         if record.dest == "rinse_back" and record.trigger != "resume":
             self._run.rinse_start_ml = self.volumes.pumped_ml["blood"]
         if self.on_transition is not None:
@@ -1119,6 +1166,7 @@ class Controller:
             ),
             alarms=self._run.alarms,
             time_in_safe_s=round(self._run.safe_ms / 1000.0, 1),
+            blood_lost_ml=round(self.safety.return_line.blood_lost_ml, 1),
             transitions=[
                 TransitionOut(
                     t_s=t.t_ms / 1000.0,

@@ -126,6 +126,13 @@ class Progress:
             f" fluid balance {v.fluid_balance_ml:+.0f} mL",
             f"alarms: {len(s.alarms)}; time in safe state {s.time_in_safe_s:.0f} s",
         ]
+        if s.blood_lost_ml or s.blood_lost_truth_ml:
+            truth = (
+                f" (simulator: {s.blood_lost_truth_ml:.1f} mL)"
+                if s.blood_lost_truth_ml is not None
+                else ""
+            )
+            lines.append(f"blood lost through the return line: {s.blood_lost_ml:.1f} mL{truth}")
         if s.solutes:
             lines.append(
                 "removal: "

@@ -266,6 +266,15 @@ def render(record: SessionRecord) -> str:
                     ("fluid balance", f"{v['fluid_balance_ml']:+.0f} mL"),
                     ("alarms raised", len(summary["alarms"])),
                     ("time in safe state", f"{summary['time_in_safe_s']:.0f} s"),
+                    (
+                        "blood lost (estimate)",
+                        f"{summary.get('blood_lost_ml', 0.0):.1f} mL"
+                        + (
+                            f" (simulator: {summary['blood_lost_truth_ml']:.1f} mL)"
+                            if summary.get("blood_lost_truth_ml") is not None
+                            else ""
+                        ),
+                    ),
                     *[
                         (
                             f"{n} removal",

@@ -390,4 +390,8 @@ def _simulation_truth(physics, at_connection: list[float]) -> dict[str, object]:
         name: round(now - before, 3)
         for name, now, before in zip(PUMP_NAMES, physics.pumped_ml, start, strict=True)
     }
-    return {"solutes": solutes, "truth_ml": truth}
+    return {
+        "solutes": solutes,
+        "truth_ml": truth,
+        "blood_lost_truth_ml": round(physics.volumes["spill"], 1),
+    }

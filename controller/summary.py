@@ -110,6 +110,14 @@ class Summary(_Model):
     volumes: VolumesOut
     alarms: list[AlarmOut]
     time_in_safe_s: float = Field(description="time the firmware spent in its safe state")
+    blood_lost_ml: float = Field(
+        0.0,
+        description="estimated blood lost through a lost return line: what the encoders"
+        " moved into it from the last trustworthy sample until the blood pump stopped",
+    )
+    blood_lost_truth_ml: float | None = Field(
+        None, description="simulation only: what the simulated line really spilled"
+    )
     transitions: list[TransitionOut]
     solutes: dict[str, SoluteOut] | None = Field(
         None, description="simulation only: each solute's plasma level and removal"

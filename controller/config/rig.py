@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from controller.config._fields import RuleViolation, Strict, bounded, check_rules
 from controller.config.mqtt import MqttSettings
@@ -134,10 +134,23 @@ class AlarmLimits(Strict):
     return_low_mmhg: float = bounded(10.0, 5, 50, "mmHg", "return pressure low limit")
     return_high_mmhg: float = bounded(300.0, 100, 450, "mmHg", "return pressure high limit")
     return_window_mmhg: float = bounded(
-        20.0, 10, 40, "mmHg", "tracking window below the actual return pressure"
+        10.0,
+        5,
+        40,
+        "mmHg",
+        "a return pressure this far below its expected level at the present flow (held 2 s)"
+        " is a lost line",
     )
-    return_recenter_s: float = bounded(
-        10.0, 5, 20, "s", "delay before the return window re-centres after a flow change"
+    #: formerly `return_recenter_s` (the window no longer re-centres: return_line.py)
+    resume_check_s: float = Field(
+        10.0,
+        ge=5,
+        le=20,
+        validation_alias=AliasChoices("resume_check_s", "return_recenter_s"),
+        description="after a resume from an alarm only seen while blood flows (a lost or"
+        " occluded line, access, air), blood runs at the minimum flow this long while the"
+        " line is checked, before full flow returns [s]; allowed 5..20",
+        json_schema_extra={"unit": "s"},
     )
     access_low_mmhg: float = bounded(-250.0, -350, -100, "mmHg", "access pressure low limit")
     separator_tmp_high_mmhg: float = bounded(60.0, 20, 60, "mmHg", "separator TMP limit")

@@ -50,6 +50,16 @@ class Drill:
     onset: Callable[[Sample, float], bool] | None = None
     #: the response is judged after the alarm is "raised", or "escalated" to high priority
     response_after: str = "raised"
+    #: an alarm detected on a trend rather than a limit: its own bound, from the fault
+    detect_ms: int | None = None
+    #: the test's name when hazard-fault is not enough (the same fault, other parameters)
+    label: str = ""
+    #: the blood flow, when the drill is about a flow (mL/min; default the prescription's)
+    blood_ml_min: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.hazard}-{self.fault}"
 
 
 def _tmp(s: Sample) -> float:
@@ -61,6 +71,9 @@ DRILLS: tuple[Drill, ...] = (
     Drill("air_return", "air_bubble", {}, "air_return", firmware=True, duration_s=2),
     Drill("return_low", "return_disconnection", {}, "return_low", firmware=True, duration_s=2),
     Drill("return_low", "needle_dislodgement", {"drop_mmhg": 25}, "return_low", duration_s=2),
+    # a small drop, held below the expected level: seen within 5 s (SPEC: 15 mmHg at 150)
+    Drill("return_low", "needle_dislodgement", {"drop_mmhg": 15}, "return_low", duration_s=8,
+          detect_ms=5000, label="return_low-needle_dislodgement_15mmHg", blood_ml_min=150),
     Drill("return_high", "return_occlusion", {"severity": 1.0}, "return_high", firmware=True,
           duration_s=2),
     Drill("access_low", "access_occlusion", {"severity": 1.0}, "access_low", firmware=True,
@@ -166,6 +179,13 @@ async def run_drill(
     exchange_ml: float | None = None,
 ) -> DrillResult:
     rx = drill_prescription(base, drill.rx)
+    if drill.blood_ml_min is not None:
+        rx = Prescription.model_validate(
+            {
+                **rx.model_dump(exclude_none=True, by_alias=True),
+                "blood_flow_ml_min": drill.blood_ml_min,
+            }
+        )
     if exchange_ml is not None:
         rx = Prescription.model_validate(
             {**rx.model_dump(exclude_none=True, by_alias=True), "exchange_volume_ml": exchange_ml}

@@ -52,7 +52,8 @@ def hazard_table(a: AlarmLimits, link_lost_ms: int = 300) -> tuple[Hazard, ...]:
                Response.SAFE_STATE, "firmware"),
         Hazard("return_low", "return line disconnected",
                f"`return` below {a.return_low_mmhg:g} mmHg, or {a.return_window_mmhg:g} mmHg "
-               f"below its level re-centred {a.return_recenter_s:g} s after each flow change, "
+               "below its expected level at the present flow for 2 s (a needle out); after a "
+               f"resume, {a.resume_check_s:g} s at minimum flow before full flow, "
                "while blood flows", h, 0, 2, True, Response.SAFE_STATE, "firmware"),
         Hazard("return_high", "return line occluded",
                f"`return` above {a.return_high_mmhg:g} mmHg", h, 0, 2, True,

@@ -23,6 +23,7 @@ from controller.hal.base import SafeReason, Sample
 from controller.safety.alarms import AlarmManager, Priority
 from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table
+from controller.safety.return_line import ReturnLine
 
 BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
 LOOP_SIDE = ("pre_filter", "filtrate", "pre_adsorber", "post_adsorber")
@@ -102,9 +103,8 @@ class Interlocks:
         self.table: dict[str, Hazard] = {h.id: h for h in hazard_table(self.lim, rig.link_lost_ms)}
         self.alarms = AlarmManager()
         self._scale_base: dict[str, float] | None = None
-        self._return_center: float | None = None
-        self._recenter_ms: int | None = 0
-        self._flows: tuple[float, ...] = ()
+        #: the return line's expected pressure, its drop, the blood a lost line spills
+        self.return_line = ReturnLine(self.lim)
         self._last_value: dict[str, float] = {}
         self._unchanged_ms: dict[str, int] = {}
         self._since: dict[str, int] = {}
@@ -212,14 +212,24 @@ class Interlocks:
             sample.detectors["air_return"] or reason_hazard == "air_return",
             "air detected in the return line",
         )
-        low = self._return_low_limit(sample)
         ret = val("return")
+        dropped, averaged, expected = self.return_line.judge(sample, blood_flowing)
+        fixed_low = ret < lim.return_low_mmhg
+        was_low = "return_low" in self.alarms.active
         self._update(
             t,
             "return_low",
-            reason_hazard == "return_low" or ("return" not in bad and blood_flowing and ret < low),
-            lambda: f"return {ret:.0f} mmHg below {low:.0f}",
+            reason_hazard == "return_low"
+            or ("return" not in bad and blood_flowing and (fixed_low or dropped)),
+            lambda: (
+                f"return {ret:.0f} mmHg below {lim.return_low_mmhg:g}"
+                if fixed_low or reason_hazard == "return_low"
+                else f"return {averaged:.0f} mmHg, {expected - averaged:.0f} below the"
+                f" {expected:.0f} expected at this flow: a needle out of the vein?"
+            ),
         )
+        if not was_low and "return_low" in self.alarms.active:
+            self.return_line.lost_line(t)
         self._update(
             t,
             "return_high",
@@ -371,24 +381,6 @@ class Interlocks:
     @property
     def lim_stuck_s(self) -> float:
         return self.rig.sensors.stuck_after_s
-
-    def _return_low_limit(self, sample: Sample) -> float:
-        """The fixed limit, raised to `window` below the level found after each flow change."""
-        lim = self.lim
-        flows = tuple(
-            sample.pumps[n].commanded for n in ("blood", "plasma", "replacement", "return")
-        )
-        if flows != self._flows:
-            self._flows = flows
-            self._return_center = None
-            self._recenter_ms = sample.t_ms + int(lim.return_recenter_s * 1000)
-        elif self._recenter_ms is not None and sample.t_ms >= self._recenter_ms:
-            if sample.sensors["return"].valid:
-                self._return_center = sample.sensors["return"].value
-            self._recenter_ms = None
-        if self._return_center is None:
-            return lim.return_low_mmhg
-        return max(lim.return_low_mmhg, self._return_center - lim.return_window_mmhg)
 
     def _active(self, alarm_id: str) -> bool:
         """Already raised: a condition that the response itself hides (a pump it stopped)
