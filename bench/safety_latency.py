@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import platform
 from pathlib import Path
 
 from controller.config.loading import load_prescription, load_rig
+from controller.config.rig import PUMP_NAMES
+from controller.safety.balance import balanced
 from controller.safety.drills import DRILLS, DrillResult, run_drill
 from controller.safety.hazards import hazard_table
 
@@ -39,7 +42,10 @@ latched alarms acknowledged; the firmware needs an explicit arm.
 Measured: *firmware* = fault to the firmware's safe state; *alarm* = the condition's onset (the
 fault itself, or the first sample past the limit for a gradual fault) to the alarm being
 raised. Bounds asserted by the tests: firmware <= 1 tick (10 ms; heartbeat: timeout + 1 tick),
-alarm <= condition delay + 1 control cycle.
+alarm <= condition delay + 1 control cycle (a trend: its own bound, e.g. 5 s for a 15 mmHg
+drop of the return line). Blood lost: the controller's estimate (what the encoders moved into
+a lost line from the last trustworthy sample until the blood pump stopped) and the
+simulator's truth.
 
 """
 
@@ -49,8 +55,9 @@ def rows(results: list[DrillResult]) -> list[str]:
     table = {h.id: h for h in hazard_table(rig.alarms, rig.link_lost_ms)}
     out = [
         "| hazard | detection | priority, delay, latched | response | first layer | drill (test) "
-        "| firmware | alarm | recovery |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| firmware | alarm | patient balance during the response | blood lost (estimate / "
+        "truth) | recovery |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         d = r.drill
@@ -80,20 +87,102 @@ def rows(results: list[DrillResult]) -> list[str]:
         )
         alarm = f"{r.alarm_latency_ms} ms" if r.alarm_latency_ms is not None else "not raised"
         test = f"`test_hazard_on_sim[{d.name}]`"
+        balance = "-" if r.balance_change_ml is None else f"{r.balance_change_ml:.1f} mL"
+        s = r.summary
+        lost = (
+            f"{s.blood_lost_ml:.1f} / {s.blood_lost_truth_ml:.1f} mL"
+            if s.blood_lost_truth_ml
+            else "-"
+        )
         recovered = (
             "resumed, completed"
-            if r.resumed and r.summary.completed
-            else (
-                "stopped: rinse-back, done"
-                if r.summary.final_state == "done"
-                else r.summary.final_state
-            )
+            if r.resumed and s.completed
+            else ("stopped: rinse-back, done" if s.final_state == "done" else s.outcome.value)
         )
+        params = "".join(f" {k}={v}" for k, v in d.params.items())
         out.append(
-            f"| {title} | {detection} | {prio} | {response} | {layer} | `{d.fault}` {test} "
-            f"| {fw} | {alarm} | {recovered} |"
+            f"| {title} | {detection} | {prio} | {response} | {layer} | `{d.fault}`{params} "
+            f"{test} | {fw} | {alarm} | {balance} | {lost} | {recovered} |"
+        )
+    for hazard_id, (test, why) in ELSEWHERE.items():
+        h = table[hazard_id]
+        prio = f"{h.priority.value}, {h.delay_s:g} s, {'latched' if h.latched else 'not latched'}"
+        out.append(
+            f"| {h.title} | {h.detection} | {prio} | {h.response.value} | {h.first_layer} | "
+            f"{why} `{test}` | - | - | see the test | - | see the test |"
         )
     return out
+
+
+#: Rows whose fault is not in the simulated rig: drilled by a test of their own
+ELSEWHERE = {
+    "journal_unavailable": (
+        "tests/integration/test_journal_failure.py",
+        "a lock held past the busy timeout; a file size limit on a real run",
+    ),
+    "net_balance": (
+        "tests/hazards/test_patient_limits.py",
+        "a replacement pump delivering 8 % more than commanded (under the pump-mismatch limit,"
+        " seen alike by encoders and scales)",
+    ),
+}
+
+
+def balanced_stops() -> list[str]:
+    """Which pumps each response stops, closed over their partners, and why that moves no
+    net fluid: generated from the same closure the controller applies."""
+    responses = {
+        "safe state": set(PUMP_NAMES),
+        "stop the blood pump": set(PUMP_NAMES),
+        "stop plasma, loop and return": {"plasma", "loop", "return"},
+        "reduce / stop the plasma pump (TMP)": {"plasma"},
+        "slow, then stop the loop": {"loop"},
+        "stop exchange and filtration (imbalance, net balance)": {
+            "plasma",
+            "replacement",
+            "filtrate",
+            "substitution",
+            "return",
+        },
+        "pause a bag's pump: replacement bag": {"replacement"},
+        "pause a bag's pump: substitution bag": {"substitution"},
+        "pause a bag's pump: waste bag full": {"plasma", "filtrate", "replacement"},
+        "pause a bag's pump: a chamber full": {"plasma", "replacement"},
+        "stop a pump that fails (and its dependents)": {"return"},
+        "plasma too hot: stop what is warmed": {"return", "replacement", "plasma"},
+    }
+    out = [
+        "| response | stops (closed over partners) | goes on | why no net fluid moves |",
+        "|---|---|---|---|",
+    ]
+    for name, stop in responses.items():
+        closed = balanced(stop)
+        going = [p for p in PUMP_NAMES if p not in closed]
+        why = (
+            "nothing moves"
+            if closed >= set(PUMP_NAMES) - {"heparin"}
+            else "every pump into the patient stops with the pump out of it that it matches"
+            " (plasma with replacement and return, filtrate with substitution); what goes on"
+            " only circulates (blood) or is prescribed (heparin)"
+        )
+        out.append(
+            f"| {name} | {', '.join(p for p in PUMP_NAMES if p in closed)} | "
+            f"{', '.join(going) or '-'} | {why} |"
+        )
+    return out
+
+
+async def sweep(drops: range) -> list[tuple[int, int | None, float | None]]:
+    """Needle out of the vein at 150 mL/min: each drop's detection time and blood lost."""
+    rig = load_rig("config/rigs/sim.yaml")
+    base = load_prescription("config/prescriptions/li_als.yaml")
+    template = next(d for d in DRILLS if d.label.endswith("15mmHg"))
+    found = []
+    for drop in drops:
+        drill = dataclasses.replace(template, params={"drop_mmhg": drop}, duration_s=10)
+        r = await run_drill(drill, rig, base)
+        found.append((drop, r.alarm_latency_ms, r.summary.blood_lost_truth_ml))
+    return found
 
 
 async def measure() -> list[DrillResult]:
@@ -107,6 +196,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"regenerate {DOC}")
     args = parser.parse_args()
     results = asyncio.run(measure())
+    swept = asyncio.run(sweep(range(5, 31)))
+    within = [drop for drop, ms, _lost in swept if ms is not None and ms <= 5000]
+    smallest = min(within) if within else None
     firmware = [
         r.firmware_latency_ms
         for r in results
@@ -118,34 +210,81 @@ def main() -> None:
                 "bench": "safety_latency",
                 "machine": {"python": platform.python_version(), "cpu": platform.machine()},
                 "drills": {
-                    f"{r.drill.hazard}/{r.drill.fault}": {
+                    r.drill.name: {
                         "firmware_ms": r.firmware_latency_ms if r.drill.firmware else None,
                         "alarm_ms": r.alarm_latency_ms,
-                        "final_state": r.summary.final_state,
+                        "balance_change_ml": r.balance_change_ml,
+                        "blood_lost_ml": r.summary.blood_lost_ml,
+                        "outcome": r.summary.outcome.value,
                     }
                     for r in results
                 },
+                "needle_sweep_150ml_min": [
+                    {"drop_mmhg": d, "alarm_ms": ms, "blood_lost_ml": lost} for d, ms, lost in swept
+                ],
+                "smallest_drop_seen_within_5_s_mmhg": smallest,
                 "peer_firmware_layer_max_ms": max(x for x in firmware if x is not None),
             },
             indent=2,
         )
     )
     if args.write:
+        sweep_rows = [
+            "| drop (mmHg) | alarm after | blood lost (simulator) |",
+            "|---|---|---|",
+            *(
+                f"| {d} | {'not seen' if ms is None else f'{ms / 1000:.1f} s'} | "
+                f"{0.0 if lost is None else lost:.1f} mL |"
+                for d, ms, lost in swept
+            ),
+        ]
         text = (
             HEADER
             + "\n".join(rows(results))
             + "\n\n"
-            + (
-                "Serial: air, return low (disconnection), return high and heartbeat loss are also "
-                "drilled over `serial` (`test_hazard_over_serial`), with the same bounds.\n\n"
-                "Every exception inside the control loop ends with the firmware commanded safe "
-                "and the machine in `fault`, the exception kept in the summary "
-                "(`test_an_exception_in_the_loop_ends_safe_in_fault`).\n"
-            )
+            + BALANCE_HEADER
+            + "\n".join(balanced_stops())
+            + "\n\n"
+            + SWEEP_HEADER.format(smallest=smallest)
+            + "\n".join(sweep_rows)
+            + "\n\n"
+            + FOOTER
         )
         DOC.write_text(text)
         print(f"wrote {DOC}")
 
 
-if __name__ == "__main__":
-    main()
+BALANCE_HEADER = """## Every response leaves the circuit balanced
+
+A response that stops one pump of a pair and lets its partner run moves fluid into or out of
+the patient with nothing to match it (a full waste bag once paused plasma but not return and
+put 1.2 L into a patient). Every stop is closed over its partners before it is applied
+(`controller/safety/balance.py`): plasma with replacement and return, replacement and return
+with plasma, filtrate with substitution, the loop with filtrate and substitution. On top, the
+prescription guard caps, in every state, whichever flows would take the patient's balance
+more than 10 mL (or 1 % of the exchange) off what the prescription allows by now, and stops
+exchange, processing and drawing at the prescribed volumes and time even in `alarm` or a
+pause. The column *patient balance during the response* above is the simulator's truth (the
+patient's volume, a lost line's spill aside) against the prescribed trajectory, over the
+response (alarm to resume, at most 60 s); every drill asserts it within 10 mL.
+
+"""
+SWEEP_HEADER = """## A needle out of the vein: the smallest drop seen
+
+The return line's expected pressure at the present flow is learned from the connection ramp
+(`controller/safety/return_line.py`); a drop of 10 mmHg below it, averaged over 1 s and held
+2 s, is a lost line (20 mmHg: at once). A sweep at 150 mL/min (this bench): the smallest drop
+seen within 5 s is **{smallest} mmHg**, a documented limit of the detection; smaller drops
+are within what the line's own level may wander and are not seen (a 15 mmHg drop within
+about 3 s: `test_hazard_on_sim[return_low-needle_dislodgement_15mmHg]`). After a resume from
+such an alarm, blood runs at the minimum flow for `resume_check_s` (10 s) with a 0.5 s hold
+before full flow returns (`tests/hazards/test_patient_limits.py`).
+
+"""
+FOOTER = (
+    "Serial: air, return low (disconnection), return high and heartbeat loss are also "
+    "drilled over `serial` (`test_hazard_over_serial`), with the same bounds.\n\n"
+    "Every exception inside the control loop ends with the firmware commanded safe "
+    "and the machine in `fault`, the exception kept in the summary "
+    "(`test_an_exception_in_the_loop_ends_safe_in_fault`).\n"
+)
