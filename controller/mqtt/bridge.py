@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
-from controller.app import EXPIRED, Controller, Status
+from controller.app import ACCOUNTED, EXPIRED, Controller, Status
 from controller.config.mqtt import COMMANDS, MqttSettings
 from controller.config.prescription import Prescription
 from controller.fsm.machine import leaf
@@ -49,6 +49,7 @@ from controller.mqtt.models import (
     CommandRequest,
     CommandResult,
     EventMessage,
+    OtherEvent,
     PrescriptionBrief,
     State,
     Telemetry,
@@ -137,7 +138,9 @@ class MqttBridge:
         self.connected = False
         #: the last reason the broker could not be reached, for a console
         self.error: str | None = None
-        self.outbox: deque[Committed] = deque()
+        #: committed events not yet acknowledged by the broker, with the wall time each
+        #: was committed (its `stamp`, kept through an outage)
+        self.outbox: deque[tuple[Committed, float]] = deque()
         self._telemetry: deque[tuple[float, Sample, str, tuple[float, float, float], Any]] = deque()
         self._period_ms = max(1, round(1000 / settings.telemetry_hz))
         self._next_telemetry_ms = 0
@@ -236,7 +239,8 @@ class MqttBridge:
         mine = [e for e in events if e.session == self._session]
         if not mine:
             return
-        self.outbox.extend(mine)
+        now = self._wall()
+        self.outbox.extend((e, now) for e in mine)
         self._state_due = True
         self._wake.set()
 
@@ -325,8 +329,8 @@ class MqttBridge:
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         """Events first, in journal order; then the retained values; then telemetry."""
         while self.outbox:
-            event = self.outbox[0]
-            name, payload = self._event_payload(event)
+            event, stamp = self.outbox[0]
+            name, payload = self._event_payload(event, stamp)
             await client.publish(topic(self.rig_id, name), payload, qos=1)
             if isinstance(client, _Client) and client.refused is not None:
                 # kept, and tried again after a backoff: the ACL or the user must change
@@ -362,16 +366,25 @@ class MqttBridge:
             self.stats.telemetry += 1
 
     # -- payloads -----------------------------------------------------------------------
-    def _event_payload(self, e: Committed) -> tuple[str, str]:
+    def _event_payload(self, e: Committed, stamp: float) -> tuple[str, str]:
+        """The message of one journaled event. One that does not fit its schema is logged
+        and published all the same, as it was journaled: it must never block the outbox."""
         if e.kind == "alarm":
             try:
                 body = {k: v for k, v in e.body.items() if k != "t_ms"}  # the event's own
-                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, **body)
+                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, **body)
                 return "alarms", msg.model_dump_json()
-            except (ValidationError, TypeError) as exc:  # never let one event block the rest
+            except (ValidationError, TypeError) as exc:
                 log.error("alarm event %d does not fit AlarmMessage: %s", e.id, exc)
-        msg2 = EventMessage(id=e.id, session=e.session, t_ms=e.t_ms, kind=e.kind, body=e.body)
-        return "events", msg2.model_dump_json()
+        head = {"id": e.id, "session": e.session, "t_ms": e.t_ms, "stamp": stamp}
+        try:
+            event = EventMessage.model_validate({**head, "kind": e.kind, "body": e.body})
+            return "events", event.model_dump_json()
+        except ValidationError as exc:
+            log.error("%s event %d does not fit its schema (published as it is): %s",
+                      e.kind, e.id, one_line(exc))  # fmt: skip
+        other = OtherEvent.model_construct(**head, kind=e.kind, body=e.body)
+        return "events", other.model_dump_json()
 
     def _telemetry_payload(
         self, item: tuple[float, Sample, str, tuple[float, float, float], Any]
@@ -380,6 +393,7 @@ class MqttBridge:
         row = trend_row(sample, phase, vols, extra or {})
         return Telemetry(
             rig_id=self.rig_id,
+            session=self._session,
             t_ms=sample.t_ms,
             dropped=self.stats.dropped,
             stamp=stamp,
@@ -403,7 +417,14 @@ class MqttBridge:
         ]
         t = self._t_ms()
         paused = c.safety.alarms.audio_paused_until_ms > t
-        return ActiveAlarms(rig_id=self.rig_id, t_ms=t, audio_paused=paused, alarms=alarms)
+        return ActiveAlarms(
+            rig_id=self.rig_id,
+            session=self._session,
+            t_ms=t,
+            audio_paused=paused,
+            alarms=alarms,
+            stamp=self._wall(),
+        )
 
     def _t_ms(self) -> int:
         c = self._controller
@@ -432,10 +453,27 @@ class MqttBridge:
                 fluid_balance_ml=round(v.fluid_balance_ml, 1),
             ),
             alarms=alarms,
-            allowed=m.allowed(),
+            allowed=self._allowed(),
             commands=list(self.settings.commands),
             stamp=self._wall(),
         )
+
+    def _allowed(self) -> list[str]:
+        """The commands of the allow-list that the rig would carry out now, by their API
+        names: a dashboard greys out the rest. The controller applies requests from
+        `connecting` to the end of rinse-back, or at `ready` when it holds there."""
+        c = self._controller
+        assert c is not None
+        m = c.machine
+        held = m.phase == "ready" and not c.auto_start
+        if m.phase not in ACCOUNTED and not held:
+            return []  # a command now would expire unapplied
+        triggers = set(m.allowed())
+        if m.phase == "alarm" and not c.safety.clear_to_resume():
+            triggers.discard("resume")  # it would be refused: conditions present
+        if any(not a.acknowledged for a in c.safety.alarms.active.values()):
+            triggers |= {"acknowledge", "pause_audio"}
+        return [n for n in self.settings.commands if COMMANDS[n] in triggers]
 
     # -- commands -----------------------------------------------------------------------
     async def _listen(self, client: aiomqtt.Client) -> None:
@@ -468,11 +506,13 @@ class MqttBridge:
             reply = topic(self.rig_id, "reply", name)  # the only place this rig may write
         answer = CommandResult(
             rig_id=self.rig_id,
+            session=self._session,
             command=name,
             accepted=accepted,
             result=result,
             correlation=request.correlation if request else None,
             t_ms=self._t_ms(),
+            stamp=self._wall(),
         )
         properties = None
         if correlation is not None:
