@@ -13,7 +13,7 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from controller.config.mqtt import COMMANDS, DEFAULT_COMMANDS
-from controller.mqtt.models import MESSAGES
+from controller.mqtt.models import MAX_COMMAND_BYTES, MAX_CORRELATION_BYTES, MESSAGES
 
 SEND, RECEIVE = "send", "receive"
 
@@ -32,21 +32,31 @@ CHANNELS: dict[str, tuple[str, str, int, bool, str]] = {
     "alarms": ("alarms", "AlarmMessage", 1, False, "every alarm raise, clear, acknowledge"),
     "alarmsActive": ("alarms/active", "ActiveAlarms", 1, True, "the alarms active now"),
     "events": ("events", "EventMessage", 1, False, "transitions, operator actions, commands"),
-    "command": ("cmd/{command}", "CommandRequest", 1, False, "a request to the rig"),
+    "command": (
+        "cmd/{command}",
+        "CommandRequest",
+        1,
+        False,
+        "a request to the rig: live and not retained (a retained or empty one is refused),"
+        " one level below cmd/ (a deeper topic is refused), at most mqtt.commands_per_s"
+        f" (default 10 per s) and {MAX_COMMAND_BYTES} bytes",
+    ),
     "reply": (
         "",  # dynamic: the operation's reply address says where
         "CommandResult",
         1,
         False,
         "the rig's answer to a command: on the request's response topic when it lies under"
-        " als/{rigId}/reply/, else on als/{rigId}/reply/{command}",
+        " als/{rigId}/reply/, else on als/{rigId}/reply/ followed by what followed cmd/ in"
+        " the request's topic",
     ),
 }
 #: MQTT 5 Correlation Data is binary on the wire; the rig echoes it unchanged.
 CORRELATION_DATA = {
     "type": "string",
     "format": "binary",
-    "description": "bytes (MQTT 5 property), echoed unchanged in the answer",
+    "maxLength": MAX_CORRELATION_BYTES,
+    "description": "bytes (MQTT 5 property), echoed unchanged in the answer; longer is refused",
 }
 
 
@@ -109,7 +119,7 @@ def document() -> dict[str, Any]:
                     "location": "$message.payload#/reply_to",
                     "description": "MQTT 5: the request's Response Topic property; MQTT 3.1.1:"
                     " the body's reply_to. Either must lie under als/{rigId}/reply/; otherwise,"
-                    " and without either, als/{rigId}/reply/{command}",
+                    " and without either, als/{rigId}/reply/ followed by what followed cmd/",
                 },
                 "channel": {"$ref": "#/channels/reply"},
             }

@@ -181,10 +181,18 @@ class OperatorBody(EventBody):
 
 
 class CommandBody(EventBody):
-    command: str = Field(description="the command's name as sent")
+    command: str = Field(description="the command's name as sent (clipped), or * for a count")
     result: str = Field(description="refused: why")
     by: str | None = None
     reason: str | None = None
+    count: int | None = Field(
+        None,
+        description="over the rate limit: how many commands this one event stands for"
+        " (refused in the second before it); absent for a single command",
+    )
+    commands: dict[str, int] | None = Field(
+        None, description="with `count`: how many of each name (a few names, the rest as ...)"
+    )
 
 
 class PreStartBody(EventBody):
@@ -303,8 +311,17 @@ class EventMessage(
     typed by `kind`, and a kind not described here comes with a plain object."""
 
 
+#: A command body is a few short fields, well under 1 kB: a larger payload is refused unread,
+#: and never echoed into an answer, the journal or a report.
+MAX_COMMAND_BYTES = 4096
+#: MQTT 5 Correlation Data is a request id; a longer one is refused, not echoed.
+MAX_CORRELATION_BYTES = 256
+
+
 class CommandRequest(Payload):
-    """`als/<rig>/cmd/<name>`: the body of a command (`{}` will do)."""
+    """`als/<rig>/cmd/<name>`, live (not retained), at most 4096 bytes: the body of a
+    command. `{}` will do; an empty payload is refused (it is how a retained one is cleared).
+    """
 
     by: str = Field("dashboard", max_length=64, description="who asks: journaled with it")
     reason: str = Field("", max_length=200, description="why: journaled with it")
@@ -326,7 +343,7 @@ class CommandResult(Payload):
 
     rig_id: str
     session: int | None = _session()
-    command: str = Field(description="the command's name as sent")
+    command: str = Field(description="the command's name as sent (clipped)")
     accepted: bool = Field(description="true only when the controller carried it out")
     result: str = Field(description="done, or why it was refused or expired")
     correlation: str | None = Field(None, description="the request's, for MQTT 3.1.1 clients")

@@ -30,15 +30,22 @@ REPLIES = "als/sim-01/reply/test"
 
 
 async def ask(
-    dash: aiomqtt.Client, inbox: Inbox, name: str, body: bytes | dict[str, Any] = b"{}"
+    dash: aiomqtt.Client,
+    inbox: Inbox,
+    name: str,
+    body: bytes | dict[str, Any] = b"{}",
+    *,
+    retain: bool = False,
+    topic: str | None = None,
 ) -> dict[str, Any]:
-    """An MQTT 5 request: Response Topic and Correlation Data, the answer awaited."""
+    """An MQTT 5 request (on `cmd/<name>`, or `topic`): Response Topic and Correlation
+    Data, the answer awaited."""
     corr = uuid.uuid4().bytes
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = REPLIES
     props.CorrelationData = corr
     payload = json.dumps(body).encode() if isinstance(body, dict) else body
-    await dash.publish(f"als/sim-01/cmd/{name}", payload, qos=1, properties=props)
+    await dash.publish(topic or f"als/sim-01/cmd/{name}", payload, 1, retain, properties=props)
 
     def mine(message: aiomqtt.Message) -> bool:
         p = message.properties

@@ -105,10 +105,14 @@ def test_the_monitor_shows_each_event_once_and_the_rig_going_offline() -> None:
     lines = board.apply("als/sim-01/status", b"online", 0.0)
     lines += board.apply("als/sim-01/events", raw, 0.0)
     lines += board.apply("als/sim-01/events", raw, 0.0)  # a QoS 1 copy after an outage
+    body = {"command": "*", "result": "refused: over the rate limit", "count": 990}
+    flood = {"id": 8, "session": 1, "t_ms": 66_000, "kind": "command", "body": body}
+    lines += board.apply("als/sim-01/events", json.dumps(flood).encode(), 0.0)
     lines += board.apply("als/sim-01/status", b"offline", 0.0)
     assert lines == [
         "sim-01 online",
         "sim-01 0:01:05 exchange -> paused (mqtt me)",
+        "sim-01 0:01:06 command * x990: refused: over the rate limit",
         "sim-01 offline",
     ]
-    assert board.rigs["sim-01"].last == "exchange -> paused (mqtt me)"
+    assert board.rigs["sim-01"].last == "command * x990: refused: over the rate limit"
