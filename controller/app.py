@@ -187,6 +187,8 @@ class Controller:
         self._interrupt: str | None = None
         self._task: asyncio.Task[Any] | None = None
         self._running = False
+        #: the run is over: its outcome is final
+        self.ended = False
 
     # -- operator -----------------------------------------------------------------------
     def request(
@@ -1048,6 +1050,7 @@ class Controller:
             # a second Ctrl-C): the run still ends as an interruption, with its summary
             task.uncancel()
             await self._interrupted()
+        self.ended = True  # the outcome holds from here (MQTT's final state says it)
         return self.summary()
 
     async def _interrupted(self) -> None:

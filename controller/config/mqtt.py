@@ -67,6 +67,14 @@ class MqttSettings(Strict):
         "telemetry waiting to be published; beyond it the oldest"
         " is dropped and counted (alarms and events are never dropped)",
     )
+    commands_per_s: float = bounded(
+        10.0,
+        0.1,
+        1000.0,
+        "per s",
+        "remote commands taken per second (bursts of as many); the excess is refused and"
+        " journaled as one count per second, never one entry per command",
+    )
     command_timeout_s: float = bounded(
         5.0, 0.5, 60.0, "s", "a command not applied by the control loop in this time expires"
     )

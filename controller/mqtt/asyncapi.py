@@ -13,7 +13,7 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from controller.config.mqtt import COMMANDS, DEFAULT_COMMANDS
-from controller.mqtt.models import MESSAGES
+from controller.mqtt.models import MAX_COMMAND_BYTES, MAX_CORRELATION_BYTES, MESSAGES
 
 SEND, RECEIVE = "send", "receive"
 
@@ -32,8 +32,31 @@ CHANNELS: dict[str, tuple[str, str, int, bool, str]] = {
     "alarms": ("alarms", "AlarmMessage", 1, False, "every alarm raise, clear, acknowledge"),
     "alarmsActive": ("alarms/active", "ActiveAlarms", 1, True, "the alarms active now"),
     "events": ("events", "EventMessage", 1, False, "transitions, operator actions, commands"),
-    "command": ("cmd/{command}", "CommandRequest", 1, False, "a request to the rig"),
-    "reply": ("reply/{command}", "CommandResult", 1, False, "the rig's answer to a command"),
+    "command": (
+        "cmd/{command}",
+        "CommandRequest",
+        1,
+        False,
+        "a request to the rig: live and not retained (a retained or empty one is refused),"
+        " one level below cmd/ (a deeper topic is refused), at most mqtt.commands_per_s"
+        f" (default 10 per s) and {MAX_COMMAND_BYTES} bytes",
+    ),
+    "reply": (
+        "",  # dynamic: the operation's reply address says where
+        "CommandResult",
+        1,
+        False,
+        "the rig's answer to a command: on the request's response topic when it lies under"
+        " als/{rigId}/reply/, else on als/{rigId}/reply/ followed by what followed cmd/ in"
+        " the request's topic",
+    ),
+}
+#: MQTT 5 Correlation Data is binary on the wire; the rig echoes it unchanged.
+CORRELATION_DATA = {
+    "type": "string",
+    "format": "binary",
+    "maxLength": MAX_CORRELATION_BYTES,
+    "description": "bytes (MQTT 5 property), echoed unchanged in the answer; longer is refused",
 }
 
 
@@ -55,9 +78,12 @@ def document() -> dict[str, Any]:
     messages["CommandRequest"]["bindings"] = {
         "mqtt": {
             "responseTopic": {"type": "string", "pattern": "^als/[^/]+/reply/.+"},
-            "correlationData": {"type": "string"},
+            "correlationData": CORRELATION_DATA,
             "bindingVersion": "0.2.0",
         }
+    }
+    messages["CommandResult"]["bindings"] = {
+        "mqtt": {"correlationData": CORRELATION_DATA, "bindingVersion": "0.2.0"}
     }
     params = {
         "rigId": {"description": "the rig's rig_id (its rig file); its broker user too"},
@@ -75,9 +101,9 @@ def document() -> dict[str, Any]:
         if "{command}" in address:
             used["command"] = params["command"]
         channels[name] = {
-            "address": f"als/{{rigId}}/{address}",
+            "address": f"als/{{rigId}}/{address}" if address else None,
             "description": about,
-            "parameters": used,
+            **({"parameters": used} if address else {}),
             "messages": {message: {"$ref": f"#/components/messages/{message}"}},
         }
         if name == "reply":
@@ -88,7 +114,15 @@ def document() -> dict[str, Any]:
             "bindings": {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": "0.2.0"}},
         }
         if name == "command":
-            op["reply"] = {"channel": {"$ref": "#/channels/reply"}}
+            op["reply"] = {
+                "address": {
+                    "location": "$message.payload#/reply_to",
+                    "description": "MQTT 5: the request's Response Topic property; MQTT 3.1.1:"
+                    " the body's reply_to. Either must lie under als/{rigId}/reply/; otherwise,"
+                    " and without either, als/{rigId}/reply/ followed by what followed cmd/",
+                },
+                "channel": {"$ref": "#/channels/reply"},
+            }
             op["description"] = (
                 "MQTT 5: answered on the request's Response Topic (under als/{rigId}/reply/)"
                 " with its Correlation Data; MQTT 3.1.1: on the body's reply_to, echoing its"

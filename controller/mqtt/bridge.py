@@ -14,6 +14,13 @@ Why it is built this way:
 - **Commands are requests to the controller, never actions of their own.** An allow-listed
   command is queued like an operator's and answered with what the controller did; a command
   the loop has not applied within `command_timeout_s` expires unapplied.
+- **A command is a live, deliberate message.** A retained one (still on the broker, or
+  published with the retain flag), the empty publish that clears one, and a topic deeper
+  than `cmd/<name>` are refused and journaled, never obeyed and never dropped unseen.
+- **A flood costs the rig a bounded amount.** Commands beyond `commands_per_s` are refused
+  and journaled as one count per second; a payload over `MAX_COMMAND_BYTES` is refused
+  unread; what answers and the journal repeat of a request is clipped. So no dashboard can
+  fill the journal, the operator's screen or the report.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import logging
 import os
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +42,23 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
-from controller.app import EXPIRED, Controller, Status
+from controller.app import ACCOUNTED, EXPIRED, Controller, Status
 from controller.config.mqtt import COMMANDS, MqttSettings
 from controller.config.prescription import Prescription
 from controller.fsm.machine import leaf
 from controller.hal.base import Sample
-from controller.journal import Committed, Journal
+from controller.journal import Committed, Journal, JournalError
 from controller.mqtt.broker import Broker
 from controller.mqtt.models import (
+    MAX_COMMAND_BYTES,
+    MAX_CORRELATION_BYTES,
     ActiveAlarm,
     ActiveAlarms,
     AlarmMessage,
     CommandRequest,
     CommandResult,
     EventMessage,
+    OtherEvent,
     PrescriptionBrief,
     State,
     Telemetry,
@@ -65,6 +75,15 @@ BACKOFF_MAX_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
 OFFLINE = b"offline"
 ONLINE = b"online"
+#: What an answer or the journal repeats of a request: a name, a value, the whole result.
+CLIP_NAME = 64
+CLIP_VALUE = 40
+CLIP_RESULT = 400
+#: Validation errors listed in an answer; the rest are counted.
+MAX_ERRORS = 3
+#: Distinct command names counted in one rate-limit event; the rest go under "...".
+MAX_COUNTED_NAMES = 8
+RATE_WINDOW_S = 1.0
 
 
 class PublishRefused(aiomqtt.MqttError):
@@ -94,13 +113,27 @@ class BridgeStats:
     refused: int = 0  # commands refused before reaching the controller
 
 
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters: a request can be long, what is repeated of it is not."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(exc: ValidationError) -> str:
-    """A pydantic error as a dashboard shows it: field, what is wrong, the value given."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-        + (f" (got {e['input']!r})" if e["type"] != "missing" and e["loc"] else "")
-        for e in exc.errors()
-    )
+    """A pydantic error as a dashboard shows it: field, what is wrong, the value given
+    (clipped), for the first few errors; a body with hundreds of bad fields is counted."""
+    errors = exc.errors()
+    shown = [
+        f"{clip('.'.join(str(p) for p in e['loc']), CLIP_NAME) or 'body'}: {e['msg']}"
+        + (
+            f" (got {clip(repr(e['input']), CLIP_VALUE)})"
+            if e["type"] != "missing" and e["loc"]
+            else ""
+        )
+        for e in errors[:MAX_ERRORS]
+    ]
+    if len(errors) > MAX_ERRORS:
+        shown.append(f"and {len(errors) - MAX_ERRORS} more")
+    return "; ".join(shown)
 
 
 def brief(rx: Prescription) -> PrescriptionBrief:
@@ -137,7 +170,9 @@ class MqttBridge:
         self.connected = False
         #: the last reason the broker could not be reached, for a console
         self.error: str | None = None
-        self.outbox: deque[Committed] = deque()
+        #: committed events not yet acknowledged by the broker, with the wall time each
+        #: was committed (its `stamp`, kept through an outage)
+        self.outbox: deque[tuple[Committed, float]] = deque()
         self._telemetry: deque[tuple[float, Sample, str, tuple[float, float, float], Any]] = deque()
         self._period_ms = max(1, round(1000 / settings.telemetry_hz))
         self._next_telemetry_ms = 0
@@ -155,6 +190,12 @@ class MqttBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: the patient's solute levels (simulated rig), sampled with the telemetry
         self.solutes: Callable[[], dict[str, float]] | None = None
+        #: the command rate limit: a token bucket (`commands_per_s`, bursts of as many)
+        self._tokens = max(1.0, settings.commands_per_s)
+        self._refilled = time.monotonic()
+        #: commands refused over the limit and not yet journaled, by name
+        self._excess: Counter[str] = Counter()
+        self._excess_timer: asyncio.TimerHandle | None = None
 
     # -- wiring -----------------------------------------------------------------------
     def start(self, controller: Controller, journal: Journal, session: int) -> None:
@@ -178,13 +219,12 @@ class MqttBridge:
 
         Waits at most `drain_s` for a broker that is away; whatever is then unpublished is
         still in the journal, and the count is logged."""
+        self._journal_excess()  # the last second of a flood is counted too
         if self._journal is not None:
             with contextlib.suppress(Exception):  # a dead journal has nothing more to give
                 await asyncio.to_thread(self._journal.flush)
             self._journal.unsubscribe(self._committed_elsewhere)
-        for task in list(self._commands):
-            task.cancel()
-        await asyncio.gather(*self._commands, return_exceptions=True)
+        await self._cancel_commands()
         self._stopping = True
         self._state_due = True
         self._wake.set()
@@ -201,6 +241,14 @@ class MqttBridge:
                 "broker unreachable at the end: %d events not published (they are journaled)",
                 len(self.outbox),
             )
+        # commands that came while the last messages went out: none is left pending
+        await self._cancel_commands()
+        self._journal_excess()
+
+    async def _cancel_commands(self) -> None:
+        for task in list(self._commands):
+            task.cancel()
+        await asyncio.gather(*self._commands, return_exceptions=True)
 
     # -- the control loop's side: cheap, never waits ------------------------------------
     def status(self, status: Status) -> None:
@@ -236,7 +284,8 @@ class MqttBridge:
         mine = [e for e in events if e.session == self._session]
         if not mine:
             return
-        self.outbox.extend(mine)
+        now = self._wall()
+        self.outbox.extend((e, now) for e in mine)
         self._state_due = True
         self._wake.set()
 
@@ -303,9 +352,14 @@ class MqttBridge:
     async def _online(self, client: aiomqtt.Client) -> None:
         await client.publish(topic(self.rig_id, "status"), ONLINE, qos=1, retain=True)
         # retain handling 2: a retained command (a mistake of some dashboard) is never
-        # delivered on subscribing, so no reconnect can apply a stale command again
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
-        await client.subscribe(topic(self.rig_id, "cmd", "+"), options=options)
+        # delivered on subscribing, so no reconnect can apply a stale command again.
+        # Retain-as-published: MQTT 5 clears the flag on live delivery otherwise, and a
+        # command published retained while the rig is connected would look like any other.
+        # `#`, not `+`: a deeper topic is answered and journaled, not silently unseen.
+        options = SubscribeOptions(
+            qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND, retainAsPublished=True
+        )
+        await client.subscribe(topic(self.rig_id, "cmd", "#"), options=options)
         self._state_due = True  # the retained values, afresh
         self._alarms_sent = None
 
@@ -325,8 +379,8 @@ class MqttBridge:
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         """Events first, in journal order; then the retained values; then telemetry."""
         while self.outbox:
-            event = self.outbox[0]
-            name, payload = self._event_payload(event)
+            event, stamp = self.outbox[0]
+            name, payload = self._event_payload(event, stamp)
             await client.publish(topic(self.rig_id, name), payload, qos=1)
             if isinstance(client, _Client) and client.refused is not None:
                 # kept, and tried again after a backoff: the ACL or the user must change
@@ -362,16 +416,25 @@ class MqttBridge:
             self.stats.telemetry += 1
 
     # -- payloads -----------------------------------------------------------------------
-    def _event_payload(self, e: Committed) -> tuple[str, str]:
+    def _event_payload(self, e: Committed, stamp: float) -> tuple[str, str]:
+        """The message of one journaled event. One that does not fit its schema is logged
+        and published all the same, as it was journaled: it must never block the outbox."""
         if e.kind == "alarm":
             try:
                 body = {k: v for k, v in e.body.items() if k != "t_ms"}  # the event's own
-                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, **body)
+                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, **body)
                 return "alarms", msg.model_dump_json()
-            except (ValidationError, TypeError) as exc:  # never let one event block the rest
+            except (ValidationError, TypeError) as exc:
                 log.error("alarm event %d does not fit AlarmMessage: %s", e.id, exc)
-        msg2 = EventMessage(id=e.id, session=e.session, t_ms=e.t_ms, kind=e.kind, body=e.body)
-        return "events", msg2.model_dump_json()
+        head = {"id": e.id, "session": e.session, "t_ms": e.t_ms, "stamp": stamp}
+        try:
+            event = EventMessage.model_validate({**head, "kind": e.kind, "body": e.body})
+            return "events", event.model_dump_json()
+        except ValidationError as exc:
+            log.error("%s event %d does not fit its schema (published as it is): %s",
+                      e.kind, e.id, one_line(exc))  # fmt: skip
+        other = OtherEvent.model_construct(**head, kind=e.kind, body=e.body)
+        return "events", other.model_dump_json()
 
     def _telemetry_payload(
         self, item: tuple[float, Sample, str, tuple[float, float, float], Any]
@@ -380,6 +443,7 @@ class MqttBridge:
         row = trend_row(sample, phase, vols, extra or {})
         return Telemetry(
             rig_id=self.rig_id,
+            session=self._session,
             t_ms=sample.t_ms,
             dropped=self.stats.dropped,
             stamp=stamp,
@@ -403,7 +467,14 @@ class MqttBridge:
         ]
         t = self._t_ms()
         paused = c.safety.alarms.audio_paused_until_ms > t
-        return ActiveAlarms(rig_id=self.rig_id, t_ms=t, audio_paused=paused, alarms=alarms)
+        return ActiveAlarms(
+            rig_id=self.rig_id,
+            session=self._session,
+            t_ms=t,
+            audio_paused=paused,
+            alarms=alarms,
+            stamp=self._wall(),
+        )
 
     def _t_ms(self) -> int:
         c = self._controller
@@ -432,56 +503,171 @@ class MqttBridge:
                 fluid_balance_ml=round(v.fluid_balance_ml, 1),
             ),
             alarms=alarms,
-            allowed=m.allowed(),
+            allowed=self._allowed(),
             commands=list(self.settings.commands),
+            outcome=c.outcome().value if c.ended else None,
+            outcome_detail=c.summary().outcome_detail if c.ended else None,
             stamp=self._wall(),
         )
 
+    def _allowed(self) -> list[str]:
+        """The commands of the allow-list that the rig would carry out now, by their API
+        names: a dashboard greys out the rest. The controller applies requests from
+        `connecting` to the end of rinse-back, or at `ready` when it holds there."""
+        c = self._controller
+        assert c is not None
+        m = c.machine
+        held = m.phase == "ready" and not c.auto_start
+        if m.phase not in ACCOUNTED and not held:
+            return []  # a command now would expire unapplied
+        triggers = set(m.allowed())
+        if m.phase == "alarm" and not c.safety.clear_to_resume():
+            triggers.discard("resume")  # it would be refused: conditions present
+        if any(not a.acknowledged for a in c.safety.alarms.active.values()):
+            triggers |= {"acknowledge", "pause_audio"}
+        return [n for n in self.settings.commands if COMMANDS[n] in triggers]
+
     # -- commands -----------------------------------------------------------------------
     async def _listen(self, client: aiomqtt.Client) -> None:
-        """Also how a lost connection is noticed: the iterator raises MqttError."""
+        """Also how a lost connection is noticed: the iterator raises MqttError.
+
+        The rate limit is judged here, before any work: the excess is answered (QoS 0, so
+        a flood cannot hold up the events behind its answers) and counted, not journaled
+        one by one."""
         async for message in client.messages:
-            name = message.topic.value.rsplit("/", 1)[-1]
-            task = asyncio.create_task(self._command(client, name, message))
+            if self._take_token():
+                work = self._command(client, message)
+            else:
+                work = self._over_rate(client, message)
+            task = asyncio.create_task(work)
             self._commands.add(task)
             task.add_done_callback(self._commands.discard)
 
-    async def _command(self, client: aiomqtt.Client, name: str, message: aiomqtt.Message) -> None:
+    def _take_token(self) -> bool:
+        rate = self.settings.commands_per_s
+        now = time.monotonic()
+        self._tokens = min(max(1.0, rate), self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _command_name(self, message: aiomqtt.Message) -> str:
+        """What follows `als/<rig>/cmd/`: a name, or a deeper path (refused)."""
+        prefix = topic(self.rig_id, "cmd")
+        return message.topic.value[len(prefix) + 1 :]
+
+    async def _over_rate(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        name = self._command_name(message)
+        self.stats.refused += 1
+        self._excess[clip(name, CLIP_NAME)] += 1
+        if self._excess_timer is None and self._loop is not None:
+            self._excess_timer = self._loop.call_later(RATE_WINDOW_S, self._journal_excess)
+        why = f"refused: over the rate limit of {self.settings.commands_per_s:g} commands per s"
+        correlation = _correlation(message)
+        if correlation is not None and len(correlation) > MAX_CORRELATION_BYTES:
+            correlation = None
+        await self._answer(client, message, name, None, why, correlation, qos=0)
+
+    def _journal_excess(self) -> None:
+        """One event for a second of excess: how many, and of which names (a few)."""
+        if self._excess_timer is not None:
+            self._excess_timer.cancel()
+            self._excess_timer = None
+        if not self._excess:
+            return
+        count = sum(self._excess.values())
+        names = dict(self._excess.most_common(MAX_COUNTED_NAMES))
+        if len(self._excess) > MAX_COUNTED_NAMES:
+            names["..."] = count - sum(names.values())
+        self._excess.clear()
+        rate = self.settings.commands_per_s
+        body = {
+            "command": "*",
+            "result": f"refused: over the rate limit of {rate:g} commands per s",
+            "count": count,
+            "commands": names,
+        }
+        if self._journal is None or self._session is None:
+            return
+        try:
+            self._journal.event(self._session, self._t_ms(), "command", body)
+        except JournalError as exc:  # the run has ended: say so where someone may look
+            log.warning("%d commands refused over the rate limit not journaled: %s", count, exc)
+
+    async def _command(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Judge one command, in this order: its topic, its size, empty, retained, its body,
+        then the allow-list and the controller. Every refusal is journaled and answered."""
+        name = self._command_name(message)
+        raw = message.payload if isinstance(message.payload, bytes | str) else b""
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        request: CommandRequest | None = None
+        invalid: str | None = None
+        if 0 < size <= MAX_COMMAND_BYTES:
+            try:
+                request = CommandRequest.model_validate_json(raw)
+            except ValidationError as exc:
+                invalid = f"invalid request: {one_line(exc)}"
+        correlation = _correlation(message)
+        if "/" in name or not name:
+            why = f"a command is published on {topic(self.rig_id, 'cmd', '<name>')}, one level"
+            result = self._refuse(name, request, why)
+        elif size > MAX_COMMAND_BYTES:
+            why = f"the payload is {size} bytes, over the limit of {MAX_COMMAND_BYTES}"
+            result = self._refuse(name, None, why)
+        elif size == 0:
+            why = "an empty payload clears a retained message and is never a command ({} is)"
+            result = self._refuse(name, None, why)
+        elif message.retain:  # as published: our subscription asks for the flag as sent
+            result = self._refuse(name, request, "a retained command is never obeyed")
+        elif request is None:
+            result = self._refuse(name, None, invalid or "invalid request")
+        elif correlation is not None and len(correlation) > MAX_CORRELATION_BYTES:
+            why = f"correlation data over {MAX_CORRELATION_BYTES} bytes"
+            result = self._refuse(name, request, why)
+            correlation = None
+        else:
+            result = await self._decide(name, request)
+        await self._answer(client, message, name, request, result, correlation)
+
+    async def _answer(
+        self,
+        client: aiomqtt.Client,
+        message: aiomqtt.Message,
+        name: str,
+        request: CommandRequest | None,
+        result: str,
+        correlation: bytes | None,
+        *,
+        qos: int = 1,
+    ) -> None:
+        """On the request's response topic if it lies in this rig's reply tree, else on
+        `reply/<name>`; with its correlation data (MQTT 5) or `correlation` (3.1.1)."""
         props = message.properties
         response = getattr(props, "ResponseTopic", None) if props is not None else None
-        correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        request: CommandRequest | None = None
-        try:
-            raw = message.payload if isinstance(message.payload, bytes | str) else b""
-            request = CommandRequest.model_validate_json(raw or b"{}")
-        except ValidationError as exc:
-            result = self._refuse(name, None, f"invalid request: {one_line(exc)}")
-        else:
-            if message.retain:  # only a retained message still on the broker comes so
-                result = self._refuse(name, request, "a retained command is never obeyed")
-            else:
-                result = await self._decide(name, request)
-        accepted = result == "done"
         reply = response or (request.reply_to if request else None)
         mine = topic(self.rig_id, "reply", "")
         if not reply or not reply.startswith(mine) or "+" in reply or "#" in reply:
             reply = topic(self.rig_id, "reply", name)  # the only place this rig may write
         answer = CommandResult(
             rig_id=self.rig_id,
-            command=name,
-            accepted=accepted,
-            result=result,
+            session=self._session,
+            command=clip(name, CLIP_NAME),
+            accepted=result == "done",
+            result=clip(result, CLIP_RESULT),
             correlation=request.correlation if request else None,
             t_ms=self._t_ms(),
+            stamp=self._wall(),
         )
         properties = None
         if correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation
         try:
-            await client.publish(reply, answer.model_dump_json(), 1, False, properties)
+            await client.publish(reply, answer.model_dump_json(), qos, False, properties)
         except (aiomqtt.MqttError, ValueError) as exc:  # the result is journaled all the same
-            log.warning("answer to %s lost: %s", name, exc)
+            log.warning("answer to %s lost: %s", clip(name, CLIP_NAME), exc)
 
     async def _decide(self, name: str, request: CommandRequest) -> str:
         """The controller's answer, or why the bridge refused before asking it."""
@@ -514,12 +700,20 @@ class MqttBridge:
             raise
 
     def _refuse(self, name: str, request: CommandRequest | None, why: str) -> str:
-        """Journaled like any operator action: every command and its result is an event."""
+        """Journaled like any operator action: every command and its result is an event,
+        with what it repeats of the request clipped."""
         self.stats.refused += 1
-        result = f"refused: {why}"
+        result = clip(f"refused: {why}", CLIP_RESULT)
         if self._journal is not None and self._session is not None:
-            body = {"command": name, "result": result}
+            body: dict[str, Any] = {"command": clip(name, CLIP_NAME), "result": result}
             if request is not None:
                 body |= {"by": request.by, "reason": request.reason}
             self._journal.event(self._session, self._t_ms(), "command", body)
         return result
+
+
+def _correlation(message: aiomqtt.Message) -> bytes | None:
+    """The request's MQTT 5 Correlation Data: bytes on the wire, echoed as they came."""
+    props = message.properties
+    data = getattr(props, "CorrelationData", None) if props is not None else None
+    return bytes(data) if data is not None else None

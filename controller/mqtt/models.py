@@ -10,9 +10,9 @@ journal file, so a subscriber can put them in order and drop a copy it has alrea
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, create_model
 
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 
@@ -26,6 +26,19 @@ def topic(rig_id: str, *parts: str) -> str:
 
 class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: Every message names its journal session and the wall time, so a dashboard can tell two
+#: treatments of one rig apart and line messages up with a clock; `t_ms` is rig time.
+STAMP_DOC = "wall time (Unix s)"
+EVENT_STAMP = (
+    f"{STAMP_DOC} the event was committed to the journal (as the publisher learned of it):"
+    " a replay after a broker outage keeps it"
+)
+
+
+def _session() -> Any:
+    return Field(description="journal session of this treatment (`alsctl report SESSION`)")
 
 
 def _named(name: str, names: tuple[str, ...], unit: str, doc: str) -> type[BaseModel]:
@@ -48,7 +61,8 @@ class Telemetry(Payload):
     """`als/<rig>/telemetry`, QoS 0, at `mqtt.telemetry_hz` of rig time."""
 
     rig_id: str
-    t_ms: int = Field(description="rig time of the sample (ms since the firmware started)")
+    session: int | None = _session()
+    t_ms: int = Field(description="rig time of the sample, ms")
     phase: str
     safe: bool = Field(description="the firmware is in its safe state")
     pressure: Pressures  # type: ignore[valid-type]
@@ -65,7 +79,7 @@ class Telemetry(Payload):
     dropped: int = Field(
         description="telemetry messages this rig dropped so far (a full queue, a broker outage)"
     )
-    stamp: float = Field(description="wall time (Unix s) the sample reached the publisher")
+    stamp: float = Field(description=f"{STAMP_DOC} the sample reached the publisher")
 
 
 class PrescriptionBrief(Payload):
@@ -103,16 +117,18 @@ class ActiveAlarms(Payload):
     """`als/<rig>/alarms/active`, retained: what a dashboard joining now must know."""
 
     rig_id: str
+    session: int | None = _session()
     t_ms: int
     audio_paused: bool
     alarms: list[ActiveAlarm]
+    stamp: float = Field(description=f"{STAMP_DOC} of publication")
 
 
 class State(Payload):
     """`als/<rig>/state`, retained: refreshed with telemetry and on every event."""
 
     rig_id: str
-    session: int | None = Field(description="journal session of this treatment")
+    session: int | None = _session()
     t_ms: int
     phase: str
     interrupted: str | None = Field(description="in alarm: the phase it interrupted")
@@ -121,39 +137,259 @@ class State(Payload):
     prescription: PrescriptionBrief
     volumes: VolumesNow
     alarms: list[ActiveAlarm]
-    allowed: list[str] = Field(description="operator requests the state machine accepts now")
+    allowed: list[str] = Field(
+        description="the remote commands (of `commands`) that the rig would carry out now:"
+        " the state machine accepts them, and for acknowledge_alarm and pause_audio an"
+        " unacknowledged alarm is active; a command may still be refused when it arrives"
+    )
     commands: list[str] = Field(description="remote commands this rig obeys (its allow-list)")
-    stamp: float = Field(description="wall time (Unix s) of publication")
+    outcome: Literal["completed", "stopped", "alarm", "fault", "interrupted"] | None = Field(
+        None,
+        description="how the session ended, once it has (the summary's outcome, README: exit"
+        " status); null while it runs",
+    )
+    outcome_detail: str | None = Field(None, description="the outcome in one line, once ended")
+    stamp: float = Field(description=f"{STAMP_DOC} of publication")
 
 
 class AlarmMessage(Payload):
     """`als/<rig>/alarms`, QoS 1: one alarm event, as journaled."""
 
     id: int = Field(description="journal event number: increasing, for order and duplicates")
-    session: int
+    session: int = _session()
     t_ms: int
     kind: Literal["raised", "cleared", "acknowledged", "audio_paused", "escalated"]
     alarm: str = Field(description="hazard id; `*` (every alarm) for audio_paused")
     priority: Literal["high", "medium", "low", ""] = Field(description="empty for audio_paused")
     detail: str = ""
+    stamp: float = Field(description=EVENT_STAMP)
 
 
-class EventMessage(Payload):
-    """`als/<rig>/events`, QoS 1: every journaled event that is not an alarm."""
+# -- events: one body model per kind -----------------------------------------------------
+class EventBody(BaseModel):
+    """The body of a journaled event. Fields may be added later: a dashboard ignores what it
+    does not know, so these allow more than they name."""
 
-    id: int = Field(description="journal event number: increasing, for order and duplicates")
-    session: int
-    t_ms: int
-    kind: str = Field(
-        description="transition, operator (every request and its result, remote ones"
-        " included), command (a remote command refused before it reached the controller),"
-        " pre_start (the checklist, any override), hal, resumed, error"
+    model_config = ConfigDict(extra="allow")
+
+
+class TransitionBody(EventBody):
+    source: str = Field(description="the state left (SPEC name, e.g. exchange)")
+    dest: str = Field(description="the state entered")
+    trigger: str
+    cause: str
+
+
+class OperatorBody(EventBody):
+    request: str = Field(description="the operator request (pause, stop, acknowledge, ...)")
+    cause: str = Field(description="who asked: operator, auto: ..., or mqtt <by>: <reason>")
+    result: str = Field(description="done, refused: why, failed: why, or expired: ...")
+
+
+class CommandBody(EventBody):
+    command: str = Field(description="the command's name as sent (clipped), or * for a count")
+    result: str = Field(description="refused: why")
+    by: str | None = None
+    reason: str | None = None
+    count: int | None = Field(
+        None,
+        description="over the rate limit: how many commands this one event stands for"
+        " (refused in the second before it); absent for a single command",
     )
+    commands: dict[str, int] | None = Field(
+        None, description="with `count`: how many of each name (a few names, the rest as ...)"
+    )
+
+
+class PreStartBody(EventBody):
+    allowed: bool = Field(description="the gate let the treatment start")
+    reasons: list[str] = Field(description="why not, one per reason")
+    override: dict[str, Any] | None = Field(description="an informed-consent override, if any")
+    mode: str = Field(description="the mode the treatment runs in")
+    blood_flow_ml_min: float
+    checklist: dict[str, Any] | None = Field(description="the checklist's answers")
+    map_mmhg: float | None = Field(description="MAP at the gate, mmHg")
+
+
+class HalBody(EventBody):
+    kind: str = Field(description="entered_safe, armed, limits_changed, reset, link_lost, ...")
+    detail: str
+
+
+class ResumedBody(EventBody):
+    phase: str = Field(description="the phase the session resumed in")
+    firmware_was: str = Field(description="the firmware's state as found")
+    moved_while_away_ml: dict[str, float] = Field(description="per pump, mL")
+
+
+class ErrorBody(EventBody):
+    error: str
+    traceback: str | None = None
+
+
+class InterruptedBody(EventBody):
+    cause: str = Field(description="SIGINT (Ctrl-C), SIGTERM, or a link lost for too long")
+    phase: str = Field(description="the state the run was in")
+
+
+class AutoResumeHeldBody(EventBody):
+    why: str = Field(description="the alarm that keeps coming back, and how often")
+
+
+class BloodLossBody(EventBody):
+    estimate_ml: float = Field(description="what the encoders moved into a lost line")
+    from_ms: int = Field(description="the last trustworthy sample (session ms)")
+    to_ms: int = Field(description="the blood pump stopped (session ms)")
+
+
+class ResumeCheckBody(EventBody):
+    result: str = Field(description="passed: ..., or failed: the alarm came back")
+
+
+class NoteBody(EventBody):
+    note: str
+
+
+class _Event(Payload):
+    id: int = Field(description="journal event number: increasing, for order and duplicates")
+    session: int = _session()
+    t_ms: int
+    stamp: float = Field(description=EVENT_STAMP)
+
+
+class TransitionEvent(_Event):
+    kind: Literal["transition"]
+    body: TransitionBody
+
+
+class OperatorEvent(_Event):
+    """Every operator request and its result, remote ones included."""
+
+    kind: Literal["operator"]
+    body: OperatorBody
+
+
+class CommandEvent(_Event):
+    """A remote command the bridge refused before it reached the controller."""
+
+    kind: Literal["command"]
+    body: CommandBody
+
+
+class PreStartEvent(_Event):
+    kind: Literal["pre_start"]
+    body: PreStartBody
+
+
+class HalEvent(_Event):
+    kind: Literal["hal"]
+    body: HalBody
+
+
+class ResumedEvent(_Event):
+    kind: Literal["resumed"]
+    body: ResumedBody
+
+
+class ErrorEvent(_Event):
+    kind: Literal["error"]
+    body: ErrorBody
+
+
+class InterruptedEvent(_Event):
+    """The run was told to end (or lost its link for too long); the rig was commanded safe."""
+
+    kind: Literal["interrupted"]
+    body: InterruptedBody
+
+
+class AutoResumeHeldEvent(_Event):
+    kind: Literal["auto_resume_held"]
+    body: AutoResumeHeldBody
+
+
+class BloodLossEvent(_Event):
+    kind: Literal["blood_loss"]
+    body: BloodLossBody
+
+
+class ResumeCheckEvent(_Event):
+    """A resume checked at minimum blood flow before full flow returns."""
+
+    kind: Literal["resume_check"]
+    body: ResumeCheckBody
+
+
+class NoteEvent(_Event):
+    kind: Literal["note"]
+    body: NoteBody
+
+
+#: The event kinds with a body schema of their own.
+EVENT_KINDS: dict[str, type[_Event]] = {
+    "transition": TransitionEvent,
+    "operator": OperatorEvent,
+    "command": CommandEvent,
+    "pre_start": PreStartEvent,
+    "hal": HalEvent,
+    "resumed": ResumedEvent,
+    "error": ErrorEvent,
+    "interrupted": InterruptedEvent,
+    "auto_resume_held": AutoResumeHeldEvent,
+    "blood_loss": BloodLossEvent,
+    "resume_check": ResumeCheckEvent,
+    "note": NoteEvent,
+}
+OTHER = "other"
+
+
+class OtherEvent(_Event):
+    """A kind this version does not describe (a later one may add kinds): still published."""
+
+    kind: str = Field(json_schema_extra={"not": {"enum": list(EVENT_KINDS)}})
     body: dict[str, Any]
 
 
+def _event_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in EVENT_KINDS else OTHER
+
+
+class EventMessage(
+    RootModel[
+        Annotated[
+            Annotated[TransitionEvent, Tag("transition")]
+            | Annotated[OperatorEvent, Tag("operator")]
+            | Annotated[CommandEvent, Tag("command")]
+            | Annotated[PreStartEvent, Tag("pre_start")]
+            | Annotated[HalEvent, Tag("hal")]
+            | Annotated[ResumedEvent, Tag("resumed")]
+            | Annotated[ErrorEvent, Tag("error")]
+            | Annotated[InterruptedEvent, Tag("interrupted")]
+            | Annotated[AutoResumeHeldEvent, Tag("auto_resume_held")]
+            | Annotated[BloodLossEvent, Tag("blood_loss")]
+            | Annotated[ResumeCheckEvent, Tag("resume_check")]
+            | Annotated[NoteEvent, Tag("note")]
+            | Annotated[OtherEvent, Tag(OTHER)],
+            Discriminator(_event_kind),
+        ]
+    ]
+):
+    """`als/<rig>/events`, QoS 1: every journaled event that is not an alarm; `body` is
+    typed by `kind`, and a kind not described here comes with a plain object."""
+
+
+#: A command body is a few short fields, well under 1 kB: a larger payload is refused unread,
+#: and never echoed into an answer, the journal or a report.
+MAX_COMMAND_BYTES = 4096
+#: MQTT 5 Correlation Data is a request id; a longer one is refused, not echoed.
+MAX_CORRELATION_BYTES = 256
+
+
 class CommandRequest(Payload):
-    """`als/<rig>/cmd/<name>`: the body of a command (`{}` will do)."""
+    """`als/<rig>/cmd/<name>`, live (not retained), at most 4096 bytes: the body of a
+    command. `{}` will do; an empty payload is refused (it is how a retained one is cleared).
+    """
 
     by: str = Field("dashboard", max_length=64, description="who asks: journaled with it")
     reason: str = Field("", max_length=200, description="why: journaled with it")
@@ -174,15 +410,17 @@ class CommandResult(Payload):
     """The answer, on the request's response topic (default `als/<rig>/reply/<name>`)."""
 
     rig_id: str
-    command: str
+    session: int | None = _session()
+    command: str = Field(description="the command's name as sent (clipped)")
     accepted: bool = Field(description="true only when the controller carried it out")
     result: str = Field(description="done, or why it was refused or expired")
     correlation: str | None = Field(None, description="the request's, for MQTT 3.1.1 clients")
     t_ms: int | None = Field(None, description="rig time it was applied or refused")
+    stamp: float = Field(description=f"{STAMP_DOC} of the answer")
 
 
 #: Every message type of the API, by the name the AsyncAPI file gives it.
-MESSAGES: dict[str, type[Payload]] = {
+MESSAGES: dict[str, type[BaseModel]] = {
     "Telemetry": Telemetry,
     "State": State,
     "ActiveAlarms": ActiveAlarms,

@@ -125,8 +125,9 @@ class Board:
             return f"{b['source']} -> {b['dest']} ({b['cause']})"
         if body["kind"] == "operator":
             return f"request {b['request']} by {b['cause']}: {b['result']}"
-        if body["kind"] == "command":
-            return f"command {b['command']}: {b['result']}"
+        if body["kind"] == "command":  # a flood comes as one count per second
+            count = f" x{b['count']}" if b.get("count") else ""
+            return f"command {b['command']}{count}: {b['result']}"
         return f"{body['kind']} {json.dumps(b)[:80]}"
 
     def table(self, now: float) -> Table:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,11 @@ class Inbox:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: found() is not None)
         return found()  # type: ignore[return-value]
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Until `condition()` holds, judged again on each message that arrives."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(condition)
 
 
 async def follow(c: aiomqtt.Client, inbox: Inbox) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,22 @@ REPLIES = "als/sim-01/reply/test"
 
 
 async def ask(
-    dash: aiomqtt.Client, inbox: Inbox, name: str, body: bytes | dict[str, Any] = b"{}"
+    dash: aiomqtt.Client,
+    inbox: Inbox,
+    name: str,
+    body: bytes | dict[str, Any] = b"{}",
+    *,
+    retain: bool = False,
+    topic: str | None = None,
 ) -> dict[str, Any]:
-    """An MQTT 5 request: Response Topic and Correlation Data, the answer awaited."""
+    """An MQTT 5 request (on `cmd/<name>`, or `topic`): Response Topic and Correlation
+    Data, the answer awaited."""
     corr = uuid.uuid4().bytes
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = REPLIES
     props.CorrelationData = corr
     payload = json.dumps(body).encode() if isinstance(body, dict) else body
-    await dash.publish(f"als/sim-01/cmd/{name}", payload, qos=1, properties=props)
+    await dash.publish(topic or f"als/sim-01/cmd/{name}", payload, 1, retain, properties=props)
 
     def mine(message: aiomqtt.Message) -> bool:
         p = message.properties
@@ -65,6 +73,7 @@ async def test_commands_act_answer_and_are_journaled(
     bridge = bridge_for(broker, commands=commands)
     # some dashboard's mistake: a retained command, waiting on the broker for the rig
     await dash.publish("als/sim-01/cmd/start_treatment", b"{}", qos=1, retain=True)
+    began = time.time()
     with Journal(tmp_path / "j.db") as journal:
         opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge, hold_at_ready=True)
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
@@ -83,8 +92,12 @@ async def test_commands_act_answer_and_are_journaled(
                 await asyncio.gather(task, return_exceptions=True)
             assert state["phase"] == "ready" and state["prescription"]["exchange_ml"] == 900
             assert "start_treatment" in state["commands"]
-            assert active == {"rig_id": "sim-01", "t_ms": active["t_ms"], "audio_paused": False,
-                              "alarms": []}  # fmt: skip
+            # held at ready, the one thing a remote command can do is start (API names)
+            assert state["allowed"] == ["start_treatment"]
+            assert active == {"rig_id": "sim-01", "session": 1, "t_ms": active["t_ms"],
+                              "audio_paused": False, "alarms": [],
+                              "stamp": active["stamp"]}  # fmt: skip
+            assert began <= active["stamp"] <= time.time()
 
             refused = await ask(dash, inbox, "pause")
             assert not refused["accepted"]
@@ -100,13 +113,17 @@ async def test_commands_act_answer_and_are_journaled(
 
             started = await ask(dash, inbox, "start_treatment", {"by": "dr-a", "reason": "test"})
             assert started == {
-                "rig_id": "sim-01", "command": "start_treatment", "accepted": True,
-                "result": "done", "correlation": None, "t_ms": started["t_ms"],
+                "rig_id": "sim-01", "session": 1, "command": "start_treatment",
+                "accepted": True, "result": "done", "correlation": None,
+                "t_ms": started["t_ms"], "stamp": started["stamp"],
             }  # fmt: skip
-            await inbox.wait_for("als/sim-01/state", phase_is("exchange"))
+            assert began <= started["stamp"] <= time.time()
+            exchange = json.loads(await inbox.wait_for("als/sim-01/state", phase_is("exchange")))
+            assert exchange["allowed"] == ["pause", "stop_treatment"]
             mark = inbox.mark()
             assert (await ask(dash, inbox, "pause"))["accepted"]
-            await inbox.wait_for("als/sim-01/state", phase_is("paused"), after=mark)
+            paused = await inbox.wait_for("als/sim-01/state", phase_is("paused"), after=mark)
+            assert json.loads(paused)["allowed"] == ["resume", "stop_treatment"]
             mark = inbox.mark()
             assert (await ask(dash, inbox, "resume"))["accepted"]
             await inbox.wait_for("als/sim-01/state", phase_is("exchange"), after=mark)
@@ -156,6 +173,9 @@ async def test_commands_act_answer_and_are_journaled(
     assert sorted(set(published)) == [e.id for e in record.events], record.events[-3:]
     audio = [m for m in inbox.json("als/sim-01/alarms") if m["kind"] == "audio_paused"]
     assert len(audio) == 1
+    # every event and alarm names its session and when it was journaled (wall time)
+    for m in inbox.json("als/sim-01/events") + inbox.json("als/sim-01/alarms"):
+        assert m["session"] == 1 and began <= m["stamp"] <= time.time(), m
 
 
 async def test_remote_start_is_refused_unless_the_rig_allows_it(

@@ -122,7 +122,7 @@ async def test_without_a_broker_telemetry_is_dropped_and_counted_events_kept(
     produced = int(summary.rig_time_s * RIG.mqtt.telemetry_hz)
     assert abs(bridge.stats.dropped - (produced - 10)) <= 2
     record = jr.load(tmp_path / "j.db", 1, trends=False)
-    assert [e.id for e in bridge.outbox] == [e.id for e in record.events]
+    assert [e.id for e, _ in bridge.outbox] == [e.id for e in record.events]
 
 
 async def test_events_the_broker_refuses_stay_in_the_outbox(
@@ -138,6 +138,6 @@ async def test_events_the_broker_refuses_stay_in_the_outbox(
         summary, _ = await run_treatment(RIG, short_li_als(), opts)
     assert summary.completed
     record = jr.load(tmp_path / "j.db", 1, trends=False)
-    assert [e.id for e in bridge.outbox] == [e.id for e in record.events]
+    assert [e.id for e, _ in bridge.outbox] == [e.id for e in record.events]
     assert bridge.stats.events == 0 and bridge.stats.connections >= 1
     assert bridge.error is not None and "Not authorized" in bridge.error

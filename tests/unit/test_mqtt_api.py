@@ -14,7 +14,7 @@ from controller.cli import main
 from controller.config.mqtt import MqttSettings
 from controller.mqtt.asyncapi import asyncapi_yaml
 from controller.mqtt.broker import Broker, MqttConfigError
-from controller.mqtt.models import MESSAGES
+from controller.mqtt.models import EVENT_KINDS, MESSAGES
 
 
 def test_committed_asyncapi_is_current(tmp_path: Path) -> None:
@@ -38,6 +38,29 @@ def test_asyncapi_describes_every_message_and_resolves_every_ref() -> None:
     telemetry = doc["components"]["schemas"]["Telemetry"]
     assert "dropped" in telemetry["required"]
     assert set(doc["components"]["schemas"]["Pressures"]["properties"]) >= {"return", "access"}
+
+
+def test_asyncapi_says_what_is_on_the_wire() -> None:
+    """The reply goes where the request says (no fixed address), correlation data is bytes,
+    every message has its session and wall time, and event bodies are typed by kind."""
+    doc = yaml.safe_load(asyncapi_yaml())
+    assert doc["channels"]["reply"]["address"] is None
+    reply = doc["operations"]["receive_command"]["reply"]
+    assert reply["address"]["location"] == "$message.payload#/reply_to"
+    assert "Response Topic" in reply["address"]["description"]
+    messages = doc["components"]["messages"]
+    for name in ("CommandRequest", "CommandResult"):
+        correlation = messages[name]["bindings"]["mqtt"]["correlationData"]
+        assert (correlation["type"], correlation["format"]) == ("string", "binary")
+    schemas = doc["components"]["schemas"]
+    for name in ("Telemetry", "State", "ActiveAlarms", "AlarmMessage", "CommandResult",
+                 *(f"{k.title().replace('_', '')}Event" for k in EVENT_KINDS)):  # fmt: skip
+        assert {"session", "stamp"} <= set(schemas[name]["required"]), name
+    variants = [v["$ref"].rsplit("/", 1)[1] for v in schemas["EventMessage"]["oneOf"]]
+    kinds = {schemas[v]["properties"]["kind"].get("const"): v for v in variants}
+    assert set(kinds) == {*EVENT_KINDS, None}  # None: the kind of any later kind
+    assert schemas["OtherEvent"]["properties"]["kind"]["not"] == {"enum": list(EVENT_KINDS)}
+    assert schemas["TransitionBody"]["required"] == ["source", "dest", "trigger", "cause"]
 
 
 def test_credentials_come_from_the_environment_or_a_file(tmp_path: Path) -> None:
@@ -82,10 +105,14 @@ def test_the_monitor_shows_each_event_once_and_the_rig_going_offline() -> None:
     lines = board.apply("als/sim-01/status", b"online", 0.0)
     lines += board.apply("als/sim-01/events", raw, 0.0)
     lines += board.apply("als/sim-01/events", raw, 0.0)  # a QoS 1 copy after an outage
+    body = {"command": "*", "result": "refused: over the rate limit", "count": 990}
+    flood = {"id": 8, "session": 1, "t_ms": 66_000, "kind": "command", "body": body}
+    lines += board.apply("als/sim-01/events", json.dumps(flood).encode(), 0.0)
     lines += board.apply("als/sim-01/status", b"offline", 0.0)
     assert lines == [
         "sim-01 online",
         "sim-01 0:01:05 exchange -> paused (mqtt me)",
+        "sim-01 0:01:06 command * x990: refused: over the rate limit",
         "sim-01 offline",
     ]
-    assert board.rigs["sim-01"].last == "exchange -> paused (mqtt me)"
+    assert board.rigs["sim-01"].last == "command * x990: refused: over the rate limit"
