@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from controller.config._fields import RuleViolation, RuleViolations
+from controller.config._fields import RuleViolation, RuleViolations, TextProblem
 from controller.config.checklist import GateAnswers
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
@@ -33,13 +33,18 @@ MODELS: dict[str, type[BaseModel]] = {
 M = TypeVar("M", bound=BaseModel)
 
 
+#: A value is shown up to this many characters: enough to recognise it, never a flood.
+SHOW_CHARS = 60
+
+
 def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
+    """A value as the operator wrote it, short: repr escapes control characters."""
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, str) and len(value) > SHOW_CHARS:
+        return repr(value[:SHOW_CHARS]) + f"... ({len(value)} characters)"
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= SHOW_CHARS else text[: SHOW_CHARS - 3] + "..."
 
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
@@ -89,13 +94,21 @@ def _allowed(info: FieldInfo | None) -> str:
         else ""
     )
     if lo is None and hi is None:
-        return ""
+        return _allowed_length(info)
     span = (
         f"{lo:g}..{hi:g}"
         if lo is not None and hi is not None
         else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
     )
     return f"allowed {span} {unit}".rstrip()
+
+
+def _allowed_length(info: FieldInfo) -> str:
+    lo = next((m.min_length for m in info.metadata if isinstance(m, annotated_types.MinLen)), None)
+    hi = next((m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), None)
+    if hi is None:
+        return ""
+    return f"{lo or 0}..{hi} characters"
 
 
 def _rule_issue(prefix: str, v: RuleViolation) -> ConfigIssue:
@@ -134,6 +147,15 @@ def issues_from(model: type[BaseModel], exc: ValidationError) -> list[ConfigIssu
             out.append(ConfigIssue(field, value, "expected a mapping of fields"))
         elif kind in ("bool_parsing", "bool_type"):
             out.append(ConfigIssue(field, value, "not true or false"))
+        elif kind == "string_too_short":
+            why = "blank" if not str(err.get("input", "")).strip() else "too short"
+            out.append(ConfigIssue(field, value, why, _allowed(info)))
+        elif kind == "string_too_long":
+            out.append(ConfigIssue(field, value, "too long", _allowed(info)))
+        elif kind == "string_type":
+            out.append(ConfigIssue(field, value, "not text", _allowed(info)))
+        elif kind == "value_error" and isinstance(error, TextProblem):
+            out.append(ConfigIssue(field, value, str(error), "printable text"))
         elif kind == "literal_error":
             expected = (err.get("ctx") or {}).get("expected", "")
             out.append(ConfigIssue(field, value, "not one of the choices", f"expected {expected}"))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from controller import sizing
-from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config._fields import OneLine, RuleViolation, Strict, bounded, check_rules, text
 
 Mode = Literal["pe", "pe_adsorption", "pe_filtration", "li_als", "adsorption"]
 Adsorber = Literal["resin", "anion_resin", "charcoal"]
@@ -73,7 +73,8 @@ class PurificationEnd(Strict):
 
 
 class Prescription(Strict):
-    name: str | None = Field(None, max_length=80)
+    #: required: the journal, the summary and the report name the treatment by it
+    name: OneLine = text(..., 80, "what the treatment is called in the journal and the report")
     patient: Patient
     mode: Mode = "li_als"
     blood_flow_ml_min: float = bounded(120.0, 30, 250, "mL/min", "blood pump flow")

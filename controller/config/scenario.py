@@ -10,7 +10,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config._fields import (
+    Lines,
+    OneLine,
+    RuleViolation,
+    Strict,
+    bounded,
+    check_rules,
+    text,
+)
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
 
 PumpName = Literal[PUMP_NAMES]  # type: ignore[valid-type]
@@ -136,8 +144,8 @@ class FaultEvent(Strict):
 
 
 class Scenario(Strict):
-    name: str = Field(..., min_length=1, max_length=80)
-    description: str = ""
+    name: OneLine = text(..., 80, "what the scenario is called")
+    description: Lines = text("", 2000, "what it exercises", min_length=0)
     events: tuple[FaultEvent, ...]
 
     @model_validator(mode="after")

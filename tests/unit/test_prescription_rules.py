@@ -9,6 +9,7 @@ from controller.config.loading import validate
 from controller.errors import ConfigError
 
 BASE: dict[str, Any] = {
+    "name": "rules",
     "patient": {"weight_kg": 70, "hematocrit": 0.30},
     "mode": "li_als",
     "blood_flow_ml_min": 120,
