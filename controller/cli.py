@@ -285,13 +285,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _gate_answers(path: str | None) -> GateAnswers | None:
     """From --checklist FILE, or asked at the terminal; None when neither is possible."""
-    from controller.config.loading import read_yaml
+    from controller.config.loading import load_checklist
 
     if path is not None:
-        try:
-            return GateAnswers.model_validate(read_yaml(Path(path)))
-        except ValidationError as exc:
-            raise ConfigError(path, issues_from(GateAnswers, exc)) from None
+        return load_checklist(path)
     if not sys.stdin.isatty():
         return None  # the gate refuses: unattended runs must bring their checklist
     print("Pre-start checklist (consensus section 5); answer y or n.")

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from controller.config._fields import RuleViolation, RuleViolations, TextProblem
 from controller.config.checklist import GateAnswers
 from controller.config.prescription import Prescription
+from controller.config.reader import read_yaml
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import ConfigError, ConfigIssue
@@ -164,24 +165,6 @@ def issues_from(model: type[BaseModel], exc: ValidationError) -> list[ConfigIssu
     return out
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing file or broken syntax is a ConfigError, not a traceback."""
-    src = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(src, [ConfigIssue("(file)", src, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(src, [ConfigIssue("(file)", src, f"cannot read: {exc}")]) from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(src, [ConfigIssue(where, "(yaml)", f"broken YAML: {problem}")]) from exc
-
-
 def detect_kind(data: Any) -> Kind | None:
     """Tell a file's kind from its top-level keys."""
     if not isinstance(data, dict):
@@ -240,6 +223,10 @@ def load_prescription(path: str | Path) -> Prescription:
 
 def load_scenario(path: str | Path) -> Scenario:
     return validate(Scenario, read_yaml(Path(path)), str(path))
+
+
+def load_checklist(path: str | Path) -> GateAnswers:
+    return validate(GateAnswers, read_yaml(Path(path)), str(path))
 
 
 def to_yaml(model: BaseModel) -> str:
