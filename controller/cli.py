@@ -27,8 +27,9 @@ from controller.config import (
     load_scenario,
 )
 from controller.config.checklist import GateAnswers
+from controller.config.compat import require_pair
 from controller.config.loading import issues_from
-from controller.errors import AlsError, ConfigError
+from controller.errors import AlsError, ConfigError, printable
 from controller.safety.gate import QUESTIONS
 from controller.summary import Summary
 
@@ -73,7 +74,11 @@ def describe_plan(p: Prescription) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Each file alone, then every rig with every prescription given with it (any order):
+    a pair that cannot run together fails here, not minutes into a treatment."""
     failed: list[ConfigError] = []
+    rigs: list[tuple[str, RigConfig]] = []
+    prescriptions: list[tuple[str, Prescription]] = []
     for path in args.files:
         try:
             model = load(path, args.kind)
@@ -81,12 +86,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed.append(exc)
             continue
         kind = next(k for k, m in MODELS.items() if isinstance(model, m))
-        print(f"{path}: {kind} OK")
+        print(f"{printable(path)}: {kind} OK")
         if isinstance(model, Prescription):
+            prescriptions.append((path, model))
             print("\n".join(describe_plan(model)))
+        elif isinstance(model, RigConfig):
+            rigs.append((path, model))
         elif isinstance(model, Scenario):
             for ev in model.events:
                 print(f"  t={ev.at_s:g} s  {ev.fault} {ev.params or ''}".rstrip())
+    for rig_path, rig in rigs:
+        for rx_path, rx in prescriptions:
+            try:
+                require_pair(rig, rx, rig_path, rx_path)
+            except ConfigError as exc:
+                failed.append(exc)
+                continue
+            print(f"{printable(rx_path)} on rig {printable(rig_path)}: OK")
     for exc in failed:
         for line in exc.lines():
             print(line, file=sys.stderr)
@@ -139,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _resume(args)
     rig = load_rig(args.rig)
     rx = load_prescription(args.prescription)
+    require_pair(rig, rx, args.rig, args.prescription)  # the pair as `alsctl validate` checks it
     scenario = load_scenario(args.scenario) if args.scenario else None
     answers = _gate_answers(args.checklist)
     backend = "serial" if args.port else "sim"

@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 SHOW_CHARS = 60
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as the operator wrote it, short: repr escapes control characters."""
     if isinstance(value, float):
         return f"{value:g}"
@@ -114,7 +114,7 @@ def _allowed_length(info: FieldInfo) -> str:
 
 def _rule_issue(prefix: str, v: RuleViolation) -> ConfigIssue:
     field = f"{prefix}.{v.field}" if prefix else v.field
-    return ConfigIssue(field, _show(v.value), v.why, v.allowed)
+    return ConfigIssue(field, show_value(v.value), v.why, v.allowed)
 
 
 def issues_from(model: type[BaseModel], exc: ValidationError) -> list[ConfigIssue]:
@@ -131,7 +131,7 @@ def issues_from(model: type[BaseModel], exc: ValidationError) -> list[ConfigIssu
             out.extend(_rule_issue(prefix, v) for v in violations)
             continue
         owner, info = _field_at(model, loc)
-        value = _show(err.get("input"))
+        value = show_value(err.get("input"))
         if kind == "missing":
             out.append(ConfigIssue(field, "(missing)", "required", _allowed(info)))
         elif kind == "extra_forbidden":
@@ -183,7 +183,7 @@ def detect_kind(data: Any) -> Kind | None:
 def validate(model: type[M], data: Any, source: str) -> M:
     if not isinstance(data, dict):
         raise ConfigError(
-            source, [ConfigIssue("(file)", _show(data), "expected a mapping of fields")]
+            source, [ConfigIssue("(file)", show_value(data), "expected a mapping of fields")]
         )
     try:
         return model.model_validate(data)
