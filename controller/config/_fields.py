@@ -7,6 +7,9 @@ the error can say what range was allowed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -79,6 +82,25 @@ class RuleViolations(ValueError):
         super().__init__("; ".join(str(v) for v in violations))
 
 
-def check_rules(violations: list[RuleViolation]) -> None:
-    if violations:
-        raise RuleViolations(violations)
+#: While `controller.config.hidden` looks for the rules a field error hid: None, or the
+#: nested models whose own rules are reported already (by id), so their parents' rules run.
+_RULES_OFF: ContextVar[bool | frozenset[int]] = ContextVar("rules_off", default=False)
+
+
+@contextmanager
+def rules_off(only: Iterable[BaseModel] | None = None) -> Iterator[None]:
+    """Inside this block cross-field rules are not enforced: all of them, or only those of
+    the model instances `only` (an instance given as a field value is re-checked)."""
+    token = _RULES_OFF.set(True if only is None else frozenset(id(m) for m in only))
+    try:
+        yield
+    finally:
+        _RULES_OFF.reset(token)
+
+
+def check_rules(model: BaseModel, violations: list[RuleViolation]) -> None:
+    """Raise the violations of `model`'s rules, all at once."""
+    off = _RULES_OFF.get()
+    if not violations or off is True or (off and id(model) in off):
+        return
+    raise RuleViolations(violations)

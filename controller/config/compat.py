@@ -9,7 +9,7 @@ and by `alsctl run` before anything moves; each issue names both files and the f
 from __future__ import annotations
 
 from controller.config.flows import and_list, excesses, pump_demands
-from controller.config.loading import show_value
+from controller.config.issues import show_value
 from controller.config.prescription import Prescription
 from controller.config.rig import PUMP_NAMES, RigConfig
 from controller.errors import ConfigError, ConfigIssue

@@ -173,7 +173,7 @@ class Prescription(Strict):
         bad += self._exchange_rules()
         bad += self._loop_rules()
         bad += self._pump_rules()
-        check_rules(bad)
+        check_rules(self, bad)
         return self
 
     def _pump_rules(self) -> list[RuleViolation]:

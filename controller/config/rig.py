@@ -88,6 +88,7 @@ class Pumps(Strict):
     @model_validator(mode="after")
     def _within_hard_limits(self) -> Pumps:
         check_rules(
+            self,
             [
                 RuleViolation(
                     f"{name}.max_rate",
@@ -97,7 +98,7 @@ class Pumps(Strict):
                 )
                 for name in PUMP_NAMES
                 if self.get(name).max_rate > PUMP_HARD_MAX[name]
-            ]
+            ],
         )
         return self
 
@@ -109,9 +110,10 @@ class SensorRange(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> SensorRange:
         check_rules(
+            self,
             []
             if self.low < self.high
-            else [RuleViolation("high", self.high, "must be above low", f"> {self.low:g}")]
+            else [RuleViolation("high", self.high, "must be above low", f"> {self.low:g}")],
         )
         return self
 
@@ -178,7 +180,7 @@ class AlarmLimits(Strict):
                     f"between {self.plasma_temp_low_c:g} and {self.plasma_temp_cutoff_c:g}",
                 )
             )
-        check_rules(bad)
+        check_rules(self, bad)
         return self
 
 
@@ -247,5 +249,5 @@ class RigConfig(Strict):
                     f"at least 2 x sample_period_ms = {2 * self.sample_period_ms}",
                 )
             )
-        check_rules(bad)
+        check_rules(self, bad)
         return self

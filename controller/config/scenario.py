@@ -116,11 +116,12 @@ class FaultEvent(Strict):
         model = FAULTS.get(self.fault)
         if model is None:
             check_rules(
+                self,
                 [
                     RuleViolation(
                         "fault", self.fault, "unknown fault", "one of: " + ", ".join(sorted(FAULTS))
                     )
-                ]
+                ],
             )
             return self
         try:
@@ -129,6 +130,7 @@ class FaultEvent(Strict):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "params"
             check_rules(
+                self,
                 [
                     RuleViolation(
                         f"params.{where}",
@@ -136,7 +138,7 @@ class FaultEvent(Strict):
                         err["msg"],
                         "parameters: " + (", ".join(model.model_fields) or "none"),
                     )
-                ]
+                ],
             )
         return self
 
@@ -174,9 +176,10 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _rules(self) -> Scenario:
         check_rules(
+            self,
             self._overlaps()
             if self.events
-            else [RuleViolation("events", [], "a scenario needs an event")]
+            else [RuleViolation("events", [], "a scenario needs an event")],
         )
         return self
 
@@ -199,5 +202,4 @@ class Scenario(Strict):
                             "the same fault on the same target once at a time",
                         )
                     )
-                    break
         return bad
