@@ -488,8 +488,11 @@ class Physics:
         return self.patient_amount[j] / self.volumes["patient"]
 
     def removal_fraction(self, solute: str) -> float:
+        """Fraction removed since the start; 0 for a solute that started at 0 (a rig file
+        may set a simulated level to 0: nothing to remove, not a division by zero)."""
         j = [s.name for s in self.params.solutes].index(solute)
-        return 1.0 - self.concentration(solute) / self.params.solutes[j].initial
+        initial = self.params.solutes[j].initial
+        return 1.0 - self.concentration(solute) / initial if initial else 0.0
 
 
 def physics_for(rig: RigConfig, prescription: Prescription | None = None) -> Physics:
