@@ -34,6 +34,9 @@ PUMP_HARD_MAX: dict[str, float] = {
     "return": 60.0,
     "heparin": 20.0,
 }
+#: The rate the self-test runs each pump at to check its encoder (controller/app.py);
+#: a rig's max_rate must allow it (mL/min; heparin mL/h).
+SELF_TEST_RATE: dict[str, float] = dict.fromkeys(PUMP_NAMES, 10.0) | {"blood": 30.0}
 VALVE_POSITIONS: dict[str, tuple[str, ...]] = {
     "plasma_route": ("waste", "collect"),
     "venous_clamp": ("closed", "open"),
