@@ -72,20 +72,25 @@ def test_every_pump_the_prescription_drives_is_checked() -> None:
         "rx.yaml: filtrate_ml_min: 30 -> above rig bench.yaml pumps.filtrate.max_rate 25"
     )
     assert len(lines) == 4
-    lines = pair_lines({"substitution": 20, "heparin": 2})
+    lines = pair_lines({"substitution": 20, "heparin": 10})
     assert lines == [
         "rx.yaml: filtrate_ml_min: 30 -> substitution = filtrate 30 - net removal 2 = 28 mL/min"
         " is above rig bench.yaml pumps.substitution.max_rate 20",
         "rx.yaml: heparin.bolus_iu: 2000 -> the bolus, at the syringe pump's top rate, = 20 mL/h"
-        " is above rig bench.yaml pumps.heparin.max_rate 2",
+        " is above rig bench.yaml pumps.heparin.max_rate 10",
     ]
-    assert "heparin.rate_iu_h: 2500 -> heparin 2500 IU/h / 1000 IU/mL = 2.5 mL/h" in " ".join(
-        pair_lines({"heparin": 2}, heparin={"rate_iu_h": 2500, "bolus_iu": 0})
-    )
+    heparin = {"concentration_iu_ml": 200, "rate_iu_h": 2400, "bolus_iu": 0}
+    assert pair_lines({"heparin": 10}, heparin=heparin) == [
+        "rx.yaml: heparin.rate_iu_h: 2400 -> heparin 2400 IU/h / 200 IU/mL = 12 mL/h is above"
+        " rig bench.yaml pumps.heparin.max_rate 10"
+    ]
 
 
 def test_a_full_replacement_bag_must_be_on_the_scale() -> None:
-    rig = validate(RigConfig, {"sensors": {"scale": {"low": -50, "high": 2400}}}, "r.yaml")
+    small_bags = {"substitution_bag_ml": 2000, "waste_bag_capacity_ml": 2000}
+    rig = validate(
+        RigConfig, {"sensors": {"scale": {"low": -50, "high": 2400}}, "sim": small_bags}, "r.yaml"
+    )
     p = validate(Prescription, LI_ALS, "rx.yaml")
     (issue,) = check_pair(rig, p, "r.yaml", "rx.yaml")
     assert str(issue).startswith("replacement.bag_volume_ml: 5000 -> a full bag is beyond rig")

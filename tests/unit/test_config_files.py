@@ -148,7 +148,7 @@ def test_rig_limits_cannot_leave_safe_bounds(
     )
     code, err = run_validate(capsys, str(path))
     assert code == 2
-    assert f"{path}: alarms.return_low_mmhg: 2 -> below the minimum (allowed 5..50 mmHg)" in err
+    assert f"{path}: alarms.return_low_mmhg: 2 -> below the minimum (allowed 5..25 mmHg)" in err
     assert any(line.startswith(f"{path}: pumps.blood.max_rate: 400 -> above") for line in err)
 
 
