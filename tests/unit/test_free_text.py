@@ -80,3 +80,16 @@ def test_a_scenario_description_may_span_lines_but_its_name_may_not() -> None:
     assert ok.description == "one\ntwo"
     (line,) = lines_of(Scenario, {"name": "a\nb", "events": [{"at_s": 1, "fault": "blood_leak"}]})
     assert "name:" in line and "control character '\\n'" in line
+
+
+def test_a_remote_command_says_who_and_why_in_plain_text() -> None:
+    """`by` and `reason` of an MQTT command are journaled and shown: the same rules."""
+    from pydantic import ValidationError
+
+    from controller.mqtt.models import CommandRequest
+
+    ok = CommandRequest.model_validate({"by": "  nurse station 2 ", "reason": " audio "})
+    assert (ok.by, ok.reason) == ("nurse station 2", "audio")
+    for bad in ({"by": "   "}, {"by": "x\x1b[2J"}, {"reason": "fine\rdone"}):
+        with pytest.raises(ValidationError):
+            CommandRequest.model_validate(bad)
