@@ -4,10 +4,10 @@ A config file is small, flat YAML written by a person. Anything else is refused 
 line before it can cost time or memory: a path that is not a regular file (a FIFO would
 block the open forever, `/dev/zero` would fill memory), a file over `MAX_FILE_BYTES`, YAML
 aliases (a few lines of nested aliases expand to gigabytes: "billion laughs"), nesting
-deeper than `MAX_DEPTH` (the composer recurses: a deep file ends in a RecursionError). And a
-key given twice in one mapping, which YAML resolves by keeping the last one silently (a
+deeper than `MAX_DEPTH` (the composer recurses: a deep file ends in a RecursionError). A key
+given twice in one mapping, which YAML resolves by keeping the last one silently (a
 checklist answering `true` then `false`, a weight of 70 then 20), is refused naming the key
-and both lines.
+and both lines; so is a merge key (`<<:`), which overrides just as silently.
 """
 
 from __future__ import annotations
@@ -94,7 +94,15 @@ class ConfigLoader(yaml.SafeLoader):
         node: MappingNode = super().compose_mapping_node(anchor)
         seen: dict[Any, Node] = {}
         for key, _ in node.value:
-            if not isinstance(key, ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            if key.tag == "tag:yaml.org,2002:merge":
+                # `<<:` lets a later key override a merged one without a word
+                raise Refused(
+                    key.start_mark,
+                    "<<",
+                    "YAML merge keys are not allowed in config files",
+                    "write the keys out in full",
+                )
+            if not isinstance(key, ScalarNode):
                 continue
             identity = self._identity(key)
             first = seen.setdefault(identity, key)

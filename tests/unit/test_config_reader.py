@@ -192,3 +192,13 @@ def test_control_characters_from_a_file_are_escaped(
     assert not any(c in text for c in "\x1b\r\u202e")
     assert "\\x1b[2K\\rfinal state" in text
     assert "bad\\u202ekey\\x1b: 1 -> unknown field" in text
+
+
+def test_merge_keys_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "patient:\n  <<: {weight_kg: 70}\n  weight_kg: 20\n")
+    code, err = validate(capsys, "--kind", "prescription", str(path))
+    assert code == 2
+    assert err == [
+        f"{path}: line 2, column 3: << -> YAML merge keys are not allowed in config files"
+        " (write the keys out in full)"
+    ]
