@@ -25,6 +25,7 @@ from controller.config.rig import (
     DETECTOR_NAMES,
     PRESSURE_NAMES,
     PUMP_NAMES,
+    SELF_TEST_RATE,
     SENSOR_NAMES,
     RigConfig,
 )
@@ -40,8 +41,6 @@ from controller.summary import AlarmOut, GateOut, StopOut, Summary, TransitionOu
 from controller.volumes import Volumes
 
 PROTOCOL_VERSION = 2
-#: Rates used to check that each pump moves and its encoder answers (heparin in mL/h).
-SELF_TEST_RATE = {name: 10.0 for name in PUMP_NAMES} | {"blood": 30.0}
 SELF_TEST_PUMP_S = sizing.SELF_TEST_PUMP_S
 ENCODER_TOLERANCE = 0.10
 VALVE_SETTLE_S = 0.5
@@ -407,20 +406,25 @@ class Controller:
                 raise StepFailed(f"priming: firmware went safe ({sample.safe_reason})")
 
         target = sizing.PRIME_BLOOD_SIDE_ML
+        loop_target = sizing.PRIME_LOOP_ML if self.rx.has_loop else 0.0
+        # a rig whose pumps are slower than the priming flow primes at their maximum (the
+        # firmware refuses more); the loop runs until it holds its own volume too
+        blood = min(sizing.PRIME_FLOW_ML_MIN, self.rig.pumps.blood.max_rate)
         pumps = dict.fromkeys(PUMP_NAMES, 0.0)
-        pumps["blood"] = sizing.PRIME_FLOW_ML_MIN
-        if self.rx.has_loop:
-            pumps["loop"] = sizing.PRIME_FLOW_ML_MIN * sizing.PRIME_LOOP_ML / target
+        pumps["blood"] = blood
+        if loop_target:
+            pumps["loop"] = min(blood * loop_target / target, self.rig.pumps.loop.max_rate)
         await self._command(
             phases.Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
         )
-        primed = 0.0
+        primed = looped = 0.0
         sample = await self._cycle()
-        while primed < target:
+        while primed < target or looped < loop_target:
             last = sample.t_ms
             sample = await self._cycle()
             no_air(sample)
             primed += sample.pumps["blood"].measured * (sample.t_ms - last) / 60000.0
+            looped += sample.pumps["loop"].measured * (sample.t_ms - last) / 60000.0
         await self._stop_all()
 
     # -- treatment ----------------------------------------------------------------------
@@ -606,7 +610,10 @@ class Controller:
     def _allowed_balance_ml(self) -> float:
         v = self.volumes
         return balance.allowed_balance_ml(
-            self.rx, v.pumped_ml["heparin"], self._run.purification_ms / 1000.0
+            self.rx,
+            v.pumped_ml["heparin"],
+            self._run.purification_ms / 1000.0,
+            v.patient_plasma_ml,
         )
 
     def _within_prescription(self, pumps: dict[str, float]) -> dict[str, float]:

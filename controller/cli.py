@@ -27,8 +27,9 @@ from controller.config import (
     load_scenario,
 )
 from controller.config.checklist import GateAnswers
+from controller.config.compat import require_pair
 from controller.config.loading import issues_from
-from controller.errors import AlsError, ConfigError, ConfigIssue
+from controller.errors import AlsError, ConfigError, ConfigIssue, printable
 from controller.outcome import EXIT_CODES, Outcome
 from controller.safety.gate import QUESTIONS
 from controller.summary import Summary
@@ -93,7 +94,11 @@ def describe_plan(p: Prescription) -> list[str]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Each file alone, then every rig with every prescription given with it (any order):
+    a pair that cannot run together fails here, not minutes into a treatment."""
     failed: list[ConfigError] = []
+    rigs: list[tuple[str, RigConfig]] = []
+    prescriptions: list[tuple[str, Prescription]] = []
     for path in args.files:
         try:
             model = load(path, args.kind)
@@ -101,12 +106,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed.append(exc)
             continue
         kind = next(k for k, m in MODELS.items() if isinstance(model, m))
-        print(f"{path}: {kind} OK")
+        print(f"{printable(path)}: {kind} OK")
         if isinstance(model, Prescription):
+            prescriptions.append((path, model))
             print("\n".join(describe_plan(model)))
+        elif isinstance(model, RigConfig):
+            rigs.append((path, model))
         elif isinstance(model, Scenario):
             for ev in model.events:
                 print(f"  t={ev.at_s:g} s  {ev.fault} {ev.params or ''}".rstrip())
+    for rig_path, rig in rigs:
+        for rx_path, rx in prescriptions:
+            try:
+                require_pair(rig, rx, rig_path, rx_path)
+            except ConfigError as exc:
+                failed.append(exc)
+                continue
+            print(f"{printable(rx_path)} on rig {printable(rig_path)}: OK")
     for exc in failed:
         for line in exc.lines():
             print(line, file=sys.stderr)
@@ -170,7 +186,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _resume(args)
     rig_path = examples.resolve("rig", args.rig)
     rig = load_rig(rig_path)
-    rx = load_prescription(examples.resolve("prescription", args.prescription))
+    rx_path = examples.resolve("prescription", args.prescription)
+    rx = load_prescription(rx_path)
+    require_pair(rig, rx, str(rig_path), str(rx_path))  # the pair as `alsctl validate` checks it
     scenario = load_scenario(examples.resolve("scenario", args.scenario)) if args.scenario else None
     backend, port = _backend(args, rig, rig_path)
     answers = _gate_answers(args.checklist)
@@ -393,14 +411,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _gate_answers(path: str | None) -> GateAnswers | None:
     """From --checklist FILE, or asked at the terminal; None when neither is possible."""
-    from controller.config.loading import read_yaml
+    from controller.config.loading import load_checklist
 
     if path is not None:
-        found = examples.resolve("checklist", path)
-        try:
-            return GateAnswers.model_validate(read_yaml(found))
-        except ValidationError as exc:
-            raise ConfigError(str(found), issues_from(GateAnswers, exc)) from None
+        return load_checklist(examples.resolve("checklist", path))
     if not sys.stdin.isatty():
         return None  # the gate refuses: unattended runs must bring their checklist
     print("Pre-start checklist (consensus section 5); answer y or n.")

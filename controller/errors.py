@@ -9,6 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: An error line is cut here: a 10 MB value must not become a 10-million-character line.
+MAX_LINE_CHARS = 500
+#: At most this many lines per file; the rest are counted, not printed (700,000 unknown
+#: keys are one problem repeated, not 700,000 things to read).
+MAX_LINES = 40
+
+
+def printable(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """`text` safe to print on a terminal, at most about `limit` characters.
+
+    Control and format characters are escaped as Python writes them (`\\x1b`, `\\n`,
+    `\\u202e`): printed raw, an ANSI escape in a file could redraw the screen or fake a
+    line such as `final state: done`.
+    """
+    head = text[: limit + 1]
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in head
+    )
+    if len(text) <= limit and len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(text)} characters)"
+
 
 class AlsError(Exception):
     """Root of every alsctl error."""
@@ -27,7 +49,7 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         tail = f" ({self.allowed})" if self.allowed else ""
-        return f"{self.field}: {self.value} -> {self.why}{tail}"
+        return printable(f"{self.field}: {self.value} -> {self.why}{tail}")
 
 
 class ConfigError(AlsError, ValueError):
@@ -41,7 +63,13 @@ class ConfigError(AlsError, ValueError):
         super().__init__(self.lines()[0] if issues else source)
 
     def lines(self) -> list[str]:
-        return [f"{self.source}: {issue}" for issue in self.issues]
+        """One line per issue, each bounded and escaped; past MAX_LINES, a count."""
+        source = printable(self.source, 200)
+        shown = [f"{source}: {issue}" for issue in self.issues[:MAX_LINES]]
+        more = len(self.issues) - MAX_LINES
+        if more > 0:
+            shown.append(f"{source}: ... and {more} more problems like these")
+        return shown
 
 
 class HalError(AlsError):

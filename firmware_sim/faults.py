@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from controller.config.scenario import FAULTS, FaultEvent, Scenario
+from controller.config.scenario import FAULTS, FaultEvent, Scenario, fault_target
 from firmware_sim.firmware import Firmware
 from firmware_sim.physics import OVERSPEED_FACTOR, PUMP_INDEX, Physics
 
@@ -184,62 +184,91 @@ ACTIONS: dict[str, Action] = {
 assert set(ACTIONS) == set(FAULTS), "every catalogued fault needs an action"
 
 
+#: One running fault: its kind and what it acts on (a pump, a bag, a sensor, or nothing).
+Key = tuple[str, str | None]
+
+
 class Faults:
-    """Scheduled and direct fault injection for one firmware + physics pair."""
+    """Scheduled and direct fault injection for one firmware + physics pair.
+
+    Faults are told apart by kind and target: two pumps can stall at once. Starting a fault
+    whose kind and target are already running replaces it (validation refuses scenarios
+    that would do so). A scheduled stop ends only its own start, so a fault that replaced
+    another is not ended by the other's stop.
+    """
 
     def __init__(self, firmware: Firmware, scenario: Scenario | None = None) -> None:
         self.firmware = firmware
         self.physics = firmware.physics
-        #: fault name -> how to undo it, for the faults now active
-        self.active: dict[str, Callable[[], None]] = {}
-        self._queue: list[tuple[int, int, str, str, FaultEvent | None]] = []
+        #: (fault, target) -> (the start that runs it, how to undo it)
+        self._running: dict[Key, tuple[int, Callable[[], None]]] = {}
+        #: (rig ms, stop before start at the same ms, order, start?, token, event)
+        self._queue: list[tuple[int, int, int, bool, int, FaultEvent]] = []
         self._order = itertools.count()
         firmware.on_wake = self._wake
         if scenario is not None:
             for event in scenario.events:
                 self.schedule(event)
 
+    @property
+    def active(self) -> set[str]:
+        """The kinds of fault running now."""
+        return {fault for fault, _ in self._running}
+
+    def running(self) -> list[Key]:
+        """Every running fault with its target."""
+        return list(self._running)
+
     # -- direct use (tests) -------------------------------------------------------------
     def inject(self, fault: str, **params: Any) -> None:
         """Start `fault` now; it acts from the next tick."""
         event = FaultEvent.model_validate({"at_s": 0, "fault": fault, "params": params})
-        self._start(event)
+        self._start(next(self._order), event)
 
-    def clear(self, fault: str) -> None:
-        """End `fault` now (a no-op when it is not active)."""
-        undo = self.active.pop(fault, None)
-        if undo is not None:
-            undo()
-            self.firmware.sensors_changed()
-            self.firmware.emit("fault_cleared", fault)
+    def clear(self, fault: str, target: str | None = None) -> None:
+        """End `fault` now, on `target` or on every target (a no-op when not running)."""
+        for key in [k for k in self._running if k[0] == fault and target in (None, k[1])]:
+            self._stop(key)
 
     # -- scenarios ----------------------------------------------------------------------
     def schedule(self, event: FaultEvent) -> None:
         tick = self.firmware.tick_ms
         start = math.ceil(event.at_s * 1000 / tick) * tick
         start = max(start, self.firmware.t_ms + tick)
-        self._push(start, "start", event.fault, event)
+        token = next(self._order)
+        self._push(start, 1, True, token, event)
         if event.duration_s is not None:
             stop = start + max(tick, math.ceil(event.duration_s * 1000 / tick) * tick)
-            self._push(stop, "stop", event.fault, None)
+            self._push(stop, 0, False, token, event)
 
-    def _push(self, t_ms: int, what: str, fault: str, event: FaultEvent | None) -> None:
-        heapq.heappush(self._queue, (t_ms, next(self._order), what, fault, event))
+    def _push(self, t_ms: int, rank: int, start: bool, token: int, event: FaultEvent) -> None:
+        heapq.heappush(self._queue, (t_ms, rank, next(self._order), start, token, event))
         self.firmware.wake_ms = self._queue[0][0]
 
     def _wake(self, t_ms: int) -> None:
         while self._queue and self._queue[0][0] <= t_ms:
-            _, _, what, fault, event = heapq.heappop(self._queue)
-            if what == "start" and event is not None:
-                self._start(event)
+            _, _, _, start, token, event = heapq.heappop(self._queue)
+            if start:
+                self._start(token, event)
             else:
-                self.clear(fault)
+                key = (event.fault, fault_target(event))
+                running = self._running.get(key)
+                if running is not None and running[0] == token:
+                    self._stop(key)
         self.firmware.wake_ms = self._queue[0][0] if self._queue else math.inf
 
-    def _start(self, event: FaultEvent) -> None:
-        self.clear(event.fault)
+    def _start(self, token: int, event: FaultEvent) -> None:
+        key = (event.fault, fault_target(event))
+        if key in self._running:
+            self._stop(key)
         undo = ACTIONS[event.fault](self.firmware, self.physics, event.parsed_params())
         if undo is not None:
-            self.active[event.fault] = undo
+            self._running[key] = (token, undo)
         self.firmware.sensors_changed()
         self.firmware.emit("fault_injected", event.fault)
+
+    def _stop(self, key: Key) -> None:
+        _, undo = self._running.pop(key)
+        undo()
+        self.firmware.sensors_changed()
+        self.firmware.emit("fault_cleared", key[0])

@@ -482,8 +482,10 @@ class Physics:
         return self.patient_amount[self.solute_index[solute]] / self.volumes["patient"]
 
     def removal_fraction(self, solute: str) -> float:
-        j = self.solute_index[solute]
-        return 1.0 - self.concentration(solute) / self.params.solutes[j].initial
+        """Fraction removed since the start; 0 for a solute that started at 0 (a rig file
+        may set a simulated level to 0: nothing to remove, not a division by zero)."""
+        initial = self.params.solutes[self.solute_index[solute]].initial
+        return 1.0 - self.concentration(solute) / initial if initial else 0.0
 
     def hang_plasma(self, chamber: str, volume_ml: float, levels: dict[str, float]) -> None:
         """Put `volume_ml` of plasma at `levels` into a chamber, as an operator would hang it

@@ -7,9 +7,12 @@ the error can say what range was allowed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Strict(BaseModel):
@@ -27,6 +30,37 @@ def bounded(default: Any, lo: float, hi: float, unit: str, description: str) -> 
         description=f"{description} [{unit}]; allowed {lo:g}..{hi:g}",
         json_schema_extra={"unit": unit},
     )
+
+
+class TextProblem(ValueError):
+    """Free text that cannot be shown as it is (a control character could fake a line)."""
+
+
+def _one_line(text: str) -> str:
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        raise TextProblem(f"contains the control character {bad!r}")
+    return text
+
+
+def _lines(text: str) -> str:
+    bad = next((c for c in text if not (c.isprintable() or c in "\n\t")), None)
+    if bad is not None:
+        raise TextProblem(f"contains the control character {bad!r}")
+    return text
+
+
+#: Free text on one line (names, clinician, reasons): stripped of surrounding spaces, and
+#: refused when it holds a control character, which printed raw could fake a line of output
+#: (an ANSI escape in a name can draw a `final state: done` that never happened).
+OneLine = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_one_line)]
+#: Free text that may run over several lines (descriptions): newlines and tabs allowed.
+Lines = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_lines)]
+
+
+def text(default: Any, max_length: int, description: str, min_length: int = 1) -> Any:
+    """A free-text field; `default=...` makes it required, and then it may not be blank."""
+    return Field(default, min_length=min_length, max_length=max_length, description=description)
 
 
 class RuleViolation(ValueError):
@@ -48,6 +82,25 @@ class RuleViolations(ValueError):
         super().__init__("; ".join(str(v) for v in violations))
 
 
-def check_rules(violations: list[RuleViolation]) -> None:
-    if violations:
-        raise RuleViolations(violations)
+#: While `controller.config.hidden` looks for the rules a field error hid: None, or the
+#: nested models whose own rules are reported already (by id), so their parents' rules run.
+_RULES_OFF: ContextVar[bool | frozenset[int]] = ContextVar("rules_off", default=False)
+
+
+@contextmanager
+def rules_off(only: Iterable[BaseModel] | None = None) -> Iterator[None]:
+    """Inside this block cross-field rules are not enforced: all of them, or only those of
+    the model instances `only` (an instance given as a field value is re-checked)."""
+    token = _RULES_OFF.set(True if only is None else frozenset(id(m) for m in only))
+    try:
+        yield
+    finally:
+        _RULES_OFF.reset(token)
+
+
+def check_rules(model: BaseModel, violations: list[RuleViolation]) -> None:
+    """Raise the violations of `model`'s rules, all at once."""
+    off = _RULES_OFF.get()
+    if not violations or off is True or (off and id(model) in off):
+        return
+    raise RuleViolations(violations)

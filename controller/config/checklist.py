@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from controller.config._fields import Strict
+from controller.config._fields import OneLine, Strict, text
 
 
 class Checklist(Strict):
@@ -25,8 +25,8 @@ class Checklist(Strict):
 class Override(Strict):
     """Informed-consent override; every field is required and consent must be confirmed."""
 
-    clinician: str = Field(min_length=2, max_length=80)
-    reason: str = Field(min_length=5, max_length=400)
+    clinician: OneLine = text(..., 80, "the clinician who decided", min_length=2)
+    reason: OneLine = text(..., 400, "why the patient is treated anyway", min_length=5)
     consent_confirmed: Literal[True]
     mode: Literal["pe", "adsorption"] = "pe"
 

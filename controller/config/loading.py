@@ -1,24 +1,19 @@
-"""Reading YAML into the models, and turning every failure into operator-sized lines.
-
-Each pydantic error becomes `field: value -> why (allowed range)`; the allowed range is read
-from the field's own bounds so the message can never disagree with the check.
-"""
+"""Reading config files into the models; every failure is a ConfigError of plain lines
+(controller.config.issues words them, controller.config.reader reads the file safely)."""
 
 from __future__ import annotations
 
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import annotated_types
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 
-from controller.config._fields import RuleViolation, RuleViolations
 from controller.config.checklist import GateAnswers
+from controller.config.hidden import hidden_rules
+from controller.config.issues import issues_from, show_value
 from controller.config.prescription import Prescription
+from controller.config.reader import read_yaml
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import ConfigError, ConfigIssue
@@ -31,133 +26,6 @@ MODELS: dict[str, type[BaseModel]] = {
     "checklist": GateAnswers,
 }
 M = TypeVar("M", bound=BaseModel)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    """The model class behind `X`, `X | None`, `tuple[X, ...]`, `dict[str, X]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple, dict):
-        for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _field_at(
-    model: type[BaseModel], loc: tuple[Any, ...]
-) -> tuple[type[BaseModel], FieldInfo | None]:
-    """Walk an error location to the model holding the last field, and that field."""
-    current: type[BaseModel] | None = model
-    owner: type[BaseModel] = model
-    info: FieldInfo | None = None
-    for part in loc:
-        if not isinstance(part, str) or current is None:
-            continue
-        fields = current.model_fields
-        name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
-        if name is None:
-            return current, None
-        owner, info = current, fields[name]
-        current = _inner_model(info.annotation)
-    return owner, info
-
-
-def _allowed(info: FieldInfo | None) -> str:
-    if info is None:
-        return ""
-    lo = hi = None
-    for meta in info.metadata:
-        if isinstance(meta, annotated_types.Ge | annotated_types.Gt):
-            lo = meta.ge if isinstance(meta, annotated_types.Ge) else meta.gt
-        if isinstance(meta, annotated_types.Le | annotated_types.Lt):
-            hi = meta.le if isinstance(meta, annotated_types.Le) else meta.lt
-    unit = (
-        (info.json_schema_extra or {}).get("unit", "")
-        if isinstance(info.json_schema_extra, dict)
-        else ""
-    )
-    if lo is None and hi is None:
-        return ""
-    span = (
-        f"{lo:g}..{hi:g}"
-        if lo is not None and hi is not None
-        else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
-    )
-    return f"allowed {span} {unit}".rstrip()
-
-
-def _rule_issue(prefix: str, v: RuleViolation) -> ConfigIssue:
-    field = f"{prefix}.{v.field}" if prefix else v.field
-    return ConfigIssue(field, _show(v.value), v.why, v.allowed)
-
-
-def issues_from(model: type[BaseModel], exc: ValidationError) -> list[ConfigIssue]:
-    """Every pydantic error of `exc` as a ConfigIssue naming the field."""
-    out: list[ConfigIssue] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc) or "(file)"
-        kind = err["type"]
-        error = (err.get("ctx") or {}).get("error")
-        if isinstance(error, RuleViolations | RuleViolation):
-            prefix = ".".join(str(p) for p in loc)
-            violations = error.violations if isinstance(error, RuleViolations) else [error]
-            out.extend(_rule_issue(prefix, v) for v in violations)
-            continue
-        owner, info = _field_at(model, loc)
-        value = _show(err.get("input"))
-        if kind == "missing":
-            out.append(ConfigIssue(field, "(missing)", "required", _allowed(info)))
-        elif kind == "extra_forbidden":
-            known = ", ".join(f.alias or n for n, f in owner.model_fields.items())
-            out.append(ConfigIssue(field, value, "unknown field", f"expected one of: {known}"))
-        elif kind in ("greater_than_equal", "greater_than"):
-            out.append(ConfigIssue(field, value, "below the minimum", _allowed(info)))
-        elif kind in ("less_than_equal", "less_than"):
-            out.append(ConfigIssue(field, value, "above the maximum", _allowed(info)))
-        elif kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
-            why = "not a whole number" if kind.startswith("int") else "not a number"
-            out.append(ConfigIssue(field, value, why, _allowed(info)))
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            out.append(ConfigIssue(field, value, "expected a mapping of fields"))
-        elif kind in ("bool_parsing", "bool_type"):
-            out.append(ConfigIssue(field, value, "not true or false"))
-        elif kind == "literal_error":
-            expected = (err.get("ctx") or {}).get("expected", "")
-            out.append(ConfigIssue(field, value, "not one of the choices", f"expected {expected}"))
-        else:
-            out.append(ConfigIssue(field, value, err["msg"], _allowed(info)))
-    return out
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; a missing file or broken syntax is a ConfigError, not a traceback."""
-    src = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(src, [ConfigIssue("(file)", src, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(src, [ConfigIssue("(file)", src, f"cannot read: {exc}")]) from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(src, [ConfigIssue(where, "(yaml)", f"broken YAML: {problem}")]) from exc
 
 
 def detect_kind(data: Any) -> Kind | None:
@@ -178,12 +46,16 @@ def detect_kind(data: Any) -> Kind | None:
 def validate(model: type[M], data: Any, source: str) -> M:
     if not isinstance(data, dict):
         raise ConfigError(
-            source, [ConfigIssue("(file)", _show(data), "expected a mapping of fields")]
+            source, [ConfigIssue("(file)", show_value(data), "expected a mapping of fields")]
         )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, issues_from(model, exc)) from None
+        issues = issues_from(model, exc)
+        # pydantic skips a model's rules when one of its fields fails: find the broken
+        # rules that do not depend on the failing fields, so one run reports them all
+        issues += hidden_rules(model, data, exc.errors(), issues)
+        raise ConfigError(source, issues) from None
 
 
 def load(path: str | Path, kind: Kind | None = None) -> BaseModel:
@@ -218,6 +90,10 @@ def load_prescription(path: str | Path) -> Prescription:
 
 def load_scenario(path: str | Path) -> Scenario:
     return validate(Scenario, read_yaml(Path(path)), str(path))
+
+
+def load_checklist(path: str | Path) -> GateAnswers:
+    return validate(GateAnswers, read_yaml(Path(path)), str(path))
 
 
 def to_yaml(model: BaseModel) -> str:

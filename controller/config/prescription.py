@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from controller import sizing
-from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config._fields import OneLine, RuleViolation, Strict, bounded, check_rules, text
+from controller.config.flows import and_list, excesses, pump_demands
+from controller.config.rig import PUMP_HARD_MAX
 
 Mode = Literal["pe", "pe_adsorption", "pe_filtration", "li_als", "adsorption"]
 Adsorber = Literal["resin", "anion_resin", "charcoal"]
@@ -32,8 +34,6 @@ DEFAULT_ADSORBERS: dict[str, tuple[str, ...]] = {
 
 MAX_SEPARATION_FRACTION = 0.30
 MAX_LOOP_MULTIPLE = 10.0
-LOOP_PUMP_MAX_ML_MIN = 300.0
-HEPARIN_PUMP_MAX_ML_H = 20.0
 DEFAULT_SEPARATION_RATIO = 0.25
 DEFAULT_LOOP_MULTIPLE = 5.0
 DEFAULT_FILTRATE_ML_MIN = 20.0
@@ -92,7 +92,8 @@ class PurificationEnd(Strict):
 
 
 class Prescription(Strict):
-    name: str | None = Field(None, max_length=80)
+    #: required: the journal, the summary and the report name the treatment by it
+    name: OneLine = text(..., 80, "what the treatment is called in the journal and the report")
     patient: Patient
     mode: Mode = "li_als"
     blood_flow_ml_min: float = bounded(120.0, 30, 250, "mL/min", "blood pump flow")
@@ -190,18 +191,23 @@ class Prescription(Strict):
         bad += self._separation_rules()
         bad += self._exchange_rules()
         bad += self._loop_rules()
-        if self.heparin.rate_ml_h > HEPARIN_PUMP_MAX_ML_H:
-            bad.append(
-                RuleViolation(
-                    "heparin.rate_iu_h",
-                    self.heparin.rate_iu_h,
-                    f"needs {self.heparin.rate_ml_h:.1f} mL/h at this concentration, "
-                    "more than the heparin pump gives",
-                    f"at most {HEPARIN_PUMP_MAX_ML_H:g} mL/h",
-                )
-            )
-        check_rules(bad)
+        bad += self._pump_rules()
+        check_rules(self, bad)
         return self
+
+    def _pump_rules(self) -> list[RuleViolation]:
+        """Every rate the controller will command, derived ones too (plasma from the ratio,
+        replacement, return, substitution, the heparin bolus), within its pump's maximum."""
+        return [
+            RuleViolation(
+                e.field,
+                e.value,
+                f"{e.at()} is more than the {and_list(e.pumps)} pump"
+                f"{'s' if len(e.pumps) > 1 else ''} can give",
+                f"at most {e.maximum:g} {e.unit}",
+            )
+            for e in excesses(pump_demands(self), PUMP_HARD_MAX)
+        ]
 
     def _separation_rules(self) -> list[RuleViolation]:
         if self.separation_ratio is not None and self.plasma_flow_ml_min is not None:
@@ -305,15 +311,6 @@ class Prescription(Strict):
                     )
                 )
             return bad
-        if self.loop_flow > LOOP_PUMP_MAX_ML_MIN:
-            bad.append(
-                RuleViolation(
-                    "loop_flow_multiple",
-                    self.loop_flow_multiple,
-                    f"loop flow {self.loop_flow:.0f} mL/min is more than the loop pump gives",
-                    f"at most {LOOP_PUMP_MAX_ML_MIN:g} mL/min",
-                )
-            )
         filtering = self.mode in MODES_WITH_FILTRATION
         if filtering and self.filtrate_flow <= 0:
             bad.append(

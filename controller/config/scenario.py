@@ -6,11 +6,20 @@ file is checked before a simulated treatment starts; `firmware_sim.faults` imple
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from controller.config._fields import RuleViolation, Strict, bounded, check_rules
+from controller.config._fields import (
+    Lines,
+    OneLine,
+    RuleViolation,
+    Strict,
+    bounded,
+    check_rules,
+    text,
+)
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
 
 PumpName = Literal[PUMP_NAMES]  # type: ignore[valid-type]
@@ -107,11 +116,12 @@ class FaultEvent(Strict):
         model = FAULTS.get(self.fault)
         if model is None:
             check_rules(
+                self,
                 [
                     RuleViolation(
                         "fault", self.fault, "unknown fault", "one of: " + ", ".join(sorted(FAULTS))
                     )
-                ]
+                ],
             )
             return self
         try:
@@ -120,6 +130,7 @@ class FaultEvent(Strict):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "params"
             check_rules(
+                self,
                 [
                     RuleViolation(
                         f"params.{where}",
@@ -127,7 +138,7 @@ class FaultEvent(Strict):
                         err["msg"],
                         "parameters: " + (", ".join(model.model_fields) or "none"),
                     )
-                ]
+                ],
             )
         return self
 
@@ -135,14 +146,60 @@ class FaultEvent(Strict):
         return FAULTS[self.fault].model_validate(self.params)
 
 
+#: The parameters that name what a fault acts on.
+TARGET_KEYS = ("pump", "bag", "sensor")
+
+
+def fault_target(event: FaultEvent) -> str | None:
+    """The pump, bag or sensor a fault acts on; None for a fault of the whole rig."""
+    return next((str(event.params[k]) for k in TARGET_KEYS if k in event.params), None)
+
+
+def _span(event: FaultEvent) -> tuple[float, float]:
+    """[start, end) in rig seconds; a zero-length fault still takes its instant."""
+    end = math.inf if event.duration_s is None else event.at_s + event.duration_s
+    return event.at_s, max(end, event.at_s + 1e-6)
+
+
+def _describe(event: FaultEvent) -> str:
+    target = fault_target(event)
+    start, end = _span(event)
+    until = "the end" if math.isinf(end) else f"{end:g} s"
+    return f"{event.fault}{' on ' + target if target else ''} from {start:g} s to {until}"
+
+
 class Scenario(Strict):
-    name: str = Field(..., min_length=1, max_length=80)
-    description: str = ""
+    name: OneLine = text(..., 80, "what the scenario is called")
+    description: Lines = text("", 2000, "what it exercises", min_length=0)
     events: tuple[FaultEvent, ...]
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Scenario:
+    def _rules(self) -> Scenario:
         check_rules(
-            [] if self.events else [RuleViolation("events", [], "a scenario needs an event")]
+            self,
+            self._overlaps()
+            if self.events
+            else [RuleViolation("events", [], "a scenario needs an event")],
         )
         return self
+
+    def _overlaps(self) -> list[RuleViolation]:
+        """Two faults of one kind on one target at once: the simulator runs one fault per
+        kind and target, so the second would silently replace the first."""
+        bad = []
+        for j, later in enumerate(self.events):
+            for i, earlier in enumerate(self.events[:j]):
+                if (earlier.fault, fault_target(earlier)) != (later.fault, fault_target(later)):
+                    continue
+                (a0, a1), (b0, b1) = _span(earlier), _span(later)
+                if a0 < b1 and b0 < a1:
+                    bad.append(
+                        RuleViolation(
+                            f"events.{j}",
+                            _describe(later),
+                            f"overlaps events.{i} ({_describe(earlier)}): one would replace"
+                            " the other",
+                            "the same fault on the same target once at a time",
+                        )
+                    )
+        return bad

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, create_model
 
+from controller.config._fields import OneLine, text
 from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 
 ROOT = "als"
@@ -391,8 +392,8 @@ class CommandRequest(Payload):
     command. `{}` will do; an empty payload is refused (it is how a retained one is cleared).
     """
 
-    by: str = Field("dashboard", max_length=64, description="who asks: journaled with it")
-    reason: str = Field("", max_length=200, description="why: journaled with it")
+    by: OneLine = text("dashboard", 64, "who asks: journaled with it")
+    reason: OneLine = text("", 200, "why: journaled with it", min_length=0)
     reply_to: str | None = Field(
         None,
         max_length=200,

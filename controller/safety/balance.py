@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.config.prescription import Prescription
+from controller.sizing import BAG_MIN_ML
 
 #: Each pump and the pumps that balance it.
 PARTNERS: dict[str, tuple[str, ...]] = {
@@ -51,9 +52,17 @@ def balanced(stop: set[str]) -> set[str]:
     return closed
 
 
-def allowed_balance_ml(rx: Prescription, heparin_ml: float, purification_s: float) -> float:
-    """Into the patient minus out that the prescription allows by now."""
-    return heparin_ml - rx.net_fluid_removal_ml_h * purification_s / 3600.0
+def allowed_balance_ml(
+    rx: Prescription, heparin_ml: float, purification_s: float, drawn_ml: float = 0.0
+) -> float:
+    """Into the patient minus out that the prescription allows by now.
+
+    `drawn_ml`: plasma drawn from the patient while the loop ran. Without an exchange to
+    fill it (mode `adsorption`), the bag must hold BAG_MIN_ML of the patient's own plasma
+    before the loop and the return can run: that much is held outside by design.
+    """
+    held = 0.0 if rx.has_exchange else min(BAG_MIN_ML, drawn_ml)
+    return heparin_ml - rx.net_fluid_removal_ml_h * purification_s / 3600.0 - held
 
 
 def margin_ml(rx: Prescription) -> float:

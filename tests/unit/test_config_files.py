@@ -57,7 +57,7 @@ def run_validate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, l
     return code, err
 
 
-RX = "patient: {weight_kg: 70, hematocrit: 0.3}\nexchange_volume_pv: 1.0\n"
+RX = "name: rx\npatient: {weight_kg: 70, hematocrit: 0.3}\nexchange_volume_pv: 1.0\n"
 
 
 @pytest.mark.parametrize(
@@ -75,12 +75,12 @@ RX = "patient: {weight_kg: 70, hematocrit: 0.3}\nexchange_volume_pv: 1.0\n"
             RX + "blod_flow: 100\n",
             "blod_flow: 100 -> unknown field (expected one of: name, patient,",
         ),
-        (RX + "mode: [\n", "line 4, column 1: (yaml) -> broken YAML"),
+        (RX + "mode: [\n", "line 5, column 1: (yaml) -> broken YAML"),
         (
-            "exchange_volume_pv: 1\nmode: pe\npatient: {weight_kg: 70}\n",
+            "name: rx\nexchange_volume_pv: 1\nmode: pe\npatient: {weight_kg: 70}\n",
             "patient.hematocrit: (missing) -> required (allowed 0.15..0.65 fraction)",
         ),
-        (RX + "patient: 70\n", "patient: 70 -> expected a mapping of fields"),
+        ("name: rx\nexchange_volume_pv: 1\npatient: 70\n", "patient: 70 -> expected a mapping"),
         (
             RX + "allow_exchange_above_2pv: maybe\n",
             "allow_exchange_above_2pv: 'maybe' -> not true or false",
@@ -148,7 +148,7 @@ def test_rig_limits_cannot_leave_safe_bounds(
     )
     code, err = run_validate(capsys, str(path))
     assert code == 2
-    assert f"{path}: alarms.return_low_mmhg: 2 -> below the minimum (allowed 5..50 mmHg)" in err
+    assert f"{path}: alarms.return_low_mmhg: 2 -> below the minimum (allowed 5..25 mmHg)" in err
     assert any(line.startswith(f"{path}: pumps.blood.max_rate: 400 -> above") for line in err)
 
 

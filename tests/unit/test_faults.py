@@ -134,3 +134,67 @@ def test_unknown_faults_and_bad_parameters_are_refused_by_name() -> None:
         faults.inject("gremlins")
     with pytest.raises(ValidationError, match="severity"):
         faults.inject("return_occlusion", severity=3.0)
+
+
+def test_two_pumps_stall_together_and_clear_one_by_one() -> None:
+    """Faults of one kind on different targets run side by side (the second used to
+    silently end the first)."""
+    fw, physics = rig()
+    scenario = Scenario.model_validate(
+        {
+            "name": "two stalls",
+            "events": [
+                {"at_s": 1.0, "fault": "pump_stall", "duration_s": 2.0, "params": {"pump": "loop"}},
+                {
+                    "at_s": 2.0,
+                    "fault": "pump_stall",
+                    "duration_s": 2.0,
+                    "params": {"pump": "return"},
+                },
+            ],
+        }
+    )
+    faults = Faults(fw, scenario)
+    seen: list[tuple[float, float]] = []
+    for _ in range(10):
+        fw.run_until(fw.t_ms + 500)
+        fw.heartbeat()
+        seen.append((physics.measured_flow("loop"), physics.measured_flow("return")))
+    # t = 0.5 .. 5.0 s: loop stalled from 1 to 3 s, return from 2 to 4 s
+    assert seen[3] == (0.0, 0.0) and seen[4] == (0.0, 0.0)  # 2.0 and 2.5 s: both stalled
+    assert seen[5] == (RATES["loop"], 0.0)  # 3.0 s: the loop's stall is over, not the other
+    assert seen[7] == (RATES["loop"], RATES["return"])
+    assert faults.active == set()
+
+
+def test_direct_injection_keeps_one_fault_per_target() -> None:
+    fw, physics = rig()
+    faults = Faults(fw)
+    faults.inject("pump_stall", pump="loop")
+    faults.inject("pump_stall", pump="return")
+    assert sorted(faults.running()) == [("pump_stall", "loop"), ("pump_stall", "return")]
+    fw.run_until(fw.t_ms + 100)
+    assert physics.measured_flow("loop") == physics.measured_flow("return") == 0.0
+    faults.clear("pump_stall", "loop")
+    assert faults.running() == [("pump_stall", "return")]
+    assert physics.measured_flow("loop") == RATES["loop"]
+    faults.clear("pump_stall")
+    assert faults.running() == []
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_fault_that_ends_as_the_next_begins_does_not_end_the_next(reverse: bool) -> None:
+    fw, physics = rig()
+    fw.set_pump("blood", 0.0)
+    events = [
+        {"at_s": 1.0, "fault": "hypotension", "duration_s": 1.0, "params": {"drop_mmhg": 10}},
+        {"at_s": 2.0, "fault": "hypotension", "duration_s": 2.0, "params": {"drop_mmhg": 20}},
+    ]
+    scenario = Scenario.model_validate(
+        {"name": "back to back", "events": events[::-1] if reverse else events}
+    )
+    Faults(fw, scenario)
+    fw.run_until(2500)
+    assert physics.hypotension_mmhg == 20
+    fw.run_until(4500)
+    assert physics.hypotension_mmhg == 0

@@ -9,6 +9,7 @@ from controller.config.loading import validate
 from controller.errors import ConfigError
 
 BASE: dict[str, Any] = {
+    "name": "rules",
     "patient": {"weight_kg": 70, "hematocrit": 0.30},
     "mode": "li_als",
     "blood_flow_ml_min": 120,
@@ -188,3 +189,19 @@ def test_mode_defaults() -> None:
         Prescription, {**BASE, "mode": "adsorption", "exchange_volume_pv": 0}, "rx.yaml"
     )
     assert dpmas.adsorber_train == ("resin", "anion_resin") and dpmas.filtrate_flow == 0
+
+
+def test_derived_plasma_flow_beyond_the_plasma_pump() -> None:
+    """The case of the issue: blood 250 x 0.25 planned plasma 62.5 mL/min on a 60 pump and
+    faulted six minutes into the exchange; now validation refuses it naming the ratio."""
+    line = only(issues(blood_flow_ml_min=250), "separation_ratio")
+    assert "plasma flow = blood 250 x 0.25 = 62.5 mL/min" in line
+    assert "plasma, replacement and return pumps" in line and "(at most 60 mL/min)" in line
+
+
+def test_every_derived_rate_within_its_pumps_hard_maximum() -> None:
+    lines = issues(
+        separation_ratio=None, plasma_flow_ml_min=60, blood_flow_ml_min=200, loop_flow_multiple=6
+    )
+    assert "loop flow = 6 x plasma 60 = 360 mL/min" in only(lines, "loop_flow_multiple")
+    assert validate(Prescription, {**BASE, "blood_flow_ml_min": 240}, "rx.yaml").plasma_flow == 60

@@ -21,6 +21,9 @@ def floats(lo: float, hi: float) -> st.SearchStrategy[float]:
 
 prescriptions = st.fixed_dictionaries(
     {
+        "name": st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), max_size=80).filter(
+            lambda t: t.strip() and t.isprintable()
+        ),
         "patient": st.fixed_dictionaries(
             {"weight_kg": floats(20, 250), "hematocrit": floats(0.15, 0.65)},
             optional={"height_cm": floats(100, 230), "sex": st.sampled_from(["female", "male"])},

@@ -31,6 +31,7 @@ def test_expected_removal_refuses_zero_plasma_volume() -> None:
 
 def test_plan_phases_follow_the_flows() -> None:
     p = Prescription(
+        name="plan",
         patient={"weight_kg": 70, "hematocrit": 0.30},
         blood_flow_ml_min=120,
         separation_ratio=0.25,
@@ -58,6 +59,7 @@ def test_plan_phases_follow_the_flows() -> None:
 
 def test_purification_ends_on_whichever_comes_first() -> None:
     p = Prescription(
+        name="adsorption",
         patient={"weight_kg": 70, "hematocrit": 0.30},
         mode="adsorption",
         plasma_flow_ml_min=30,
@@ -72,6 +74,7 @@ def test_purification_ends_on_whichever_comes_first() -> None:
 
 def test_a_patient_plasma_volume_ends_purification_at_the_plasma_flow() -> None:
     p = Prescription(
+        name="DPMAS by patient plasma",
         patient={"weight_kg": 70, "hematocrit": 0.30},
         mode="adsorption",
         plasma_flow_ml_min=25,
@@ -83,7 +86,9 @@ def test_a_patient_plasma_volume_ends_purification_at_the_plasma_flow() -> None:
 
 
 def test_pe_has_no_collection_or_loop_phase() -> None:
-    p = Prescription(patient={"weight_kg": 70, "hematocrit": 0.30}, mode="pe", exchange_volume_pv=1)
+    p = Prescription(
+        name="pe", patient={"weight_kg": 70, "hematocrit": 0.30}, mode="pe", exchange_volume_pv=1
+    )
     names = [ph.name for ph in sizing.plan(p).phases]
     assert "exchange_collect" not in names and "purification" not in names
     phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
