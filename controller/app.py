@@ -48,6 +48,7 @@ VALVE_SETTLE_S = 0.5
 ZERO_TOLERANCE_MMHG = 50.0
 #: The result of a request whose caller stopped waiting before the loop reached it.
 EXPIRED = "expired: not applied, its caller stopped waiting"
+VALVE_NAMES = ("plasma_route", "venous_clamp")
 #: Hazards seen only while blood flows: a resume from them is checked at low flow first.
 CHECKED_AT_LOW_FLOW = frozenset({"return_low", "return_high", "access_low", "air_return"})
 #: States during which volumes are accounted (from connection on).
@@ -581,6 +582,7 @@ class Controller:
             v.pumped_ml["heparin"],
             treating=treating,
             allowed_balance_ml=self._allowed_balance_ml(),
+            commanded_valves={n: str(self._sent[n]) for n in VALVE_NAMES if n in self._sent},
         )
         for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR):
             # raised when the firmware goes safe; latched: it waits for the operator
@@ -727,8 +729,9 @@ class Controller:
         verdict = self._evaluate_safety(sample)
         await self._auto_resume(sample)
         phase = m.phase
-        if phase == "connecting":
-            self.safety.return_line.learn_ramp(sample)  # the flow sweeps a range: the slope
+        if phase == "connecting":  # the flow sweeps a range: what pressures do with it
+            self.safety.return_line.learn_ramp(sample)
+            self.safety.pressure_pair.learn_ramp(sample)
         if (
             verdict.acting
             and phase not in ("alarm", "fault", "done")
@@ -992,6 +995,7 @@ class Controller:
         r.alarms = [AlarmOut(t_s=t, cause=cause) for t, cause in cp["raised"]]
         self.safety.restore(cp["scale_base"], cp["active_alarms"])
         self.safety.return_line.restore(cp.get("return_line"))
+        self.safety.pressure_pair.restore(cp.get("pressure_pair"))
         now = self.sample.t_ms if self.sample is not None else 0
         self.machine.now_ms = now
         # `connecting` ramps the blood flow up from its entry: it starts again
@@ -1019,6 +1023,7 @@ class Controller:
             "raised": [(a.t_s, a.cause) for a in r.alarms],
             "scale_base": self.safety.scale_base,
             "return_line": self.safety.return_line.state(),
+            "pressure_pair": self.safety.pressure_pair.state(),
             "active_alarms": self.safety.alarms.snapshot(),
             # the encoders' own totals at this sample: a resume counts what moved after it
             "totals_ml": dict(self.sample.totals_ml) if self.sample is not None else {},

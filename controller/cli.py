@@ -114,7 +114,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             rigs.append((path, model))
         elif isinstance(model, Scenario):
             for ev in model.events:
-                print(f"  t={ev.at_s:g} s  {ev.fault} {ev.params or ''}".rstrip())
+                when = f"t={ev.at_s:g} s" if ev.at_s is not None else f"{ev.phase}+{ev.after_s:g} s"
+                print(f"  {when}  {ev.fault} {ev.params or ''}".rstrip())
     for rig_path, rig in rigs:
         for rx_path, rx in prescriptions:
             try:
@@ -484,6 +485,11 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
     rig = load_rig(examples.resolve("rig", args.rig))
     rx = load_prescription(examples.resolve("prescription", args.prescription))
     scenario = load_scenario(examples.resolve("scenario", args.scenario)) if args.scenario else None
+    if scenario is not None and any(ev.phase is not None for ev in scenario.events):
+        raise AlsError(
+            "faults timed from a phase need the simulated rig in the controller's process"
+            " (alsctl run --sim --scenario ...): the firmware does not know the phases"
+        )
     pace = "real time" if args.speed == 1 else f"{args.speed:g}x real time"
     print(f"# simulated firmware, {pace}; connect with: alsctl run --port <the line below>")
     asyncio.run(

@@ -121,9 +121,13 @@ async def run_treatment(
     physics = getattr(hal, "physics", None)
     at_connection: list[float] = []
 
+    faults = getattr(hal, "faults", None)
+
     def transition(record: TransitionRecord) -> None:
         if record.dest == "connecting" and physics is not None:
             at_connection[:] = physics.pumped_ml
+        if faults is not None:  # faults timed from a phase start with it
+            faults.phase_started(record.dest)
         if opts.on_transition is not None:
             opts.on_transition(record)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.config.scenario import FAULTS, FaultEvent, Scenario, fault_target
 from firmware_sim.firmware import Firmware
-from firmware_sim.physics import OVERSPEED_FACTOR, PUMP_INDEX, Physics
+from firmware_sim.physics import OVERSPEED_FACTOR, PRESSURE_INDEX, PUMP_INDEX, Physics
 
 Action = Callable[[Firmware, Physics, Any], Callable[[], None] | None]
 
@@ -120,6 +120,84 @@ def _pump_factor(factor: float) -> Action:
     return start
 
 
+def _pump_delivery(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """Worn tubing: the pump delivers `factor` of its command; its encoder counts that, or
+    (the usual case) the rotor turning as commanded."""
+    i = PUMP_INDEX[params.pump]
+    ph.pump_factor[i] = params.factor
+    ph.encoder_blind[i] = not params.encoder_sees
+
+    def stop() -> None:
+        ph.pump_factor[i] = 1.0
+        ph.encoder_blind[i] = False
+
+    return stop
+
+
+def _route_stuck(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """The plasma route valve stays where it is, whatever it is sent."""
+    ph.route_stuck = True
+    return lambda: setattr(ph, "route_stuck", False)
+
+
+def _clamp_stuck_open(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """The venous clamp does not close (the firmware's safe state included)."""
+    ph.clamp_stuck_open = True
+
+    def stop() -> None:
+        ph.clamp_stuck_open = False
+        ph.set_valve("venous_clamp", fw.valves["venous_clamp"])  # it follows again
+
+    return stop
+
+
+def _bag_valve_leak(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    ph.bag_valve_leak_k = params.per_s
+    return lambda: setattr(ph, "bag_valve_leak_k", 0.0)
+
+
+def _filter_rupture(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    ph.filter_ruptured = True
+    return lambda: setattr(ph, "filter_ruptured", False)
+
+
+def _sensor_drift(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """A pressure sensor's reading drifts; clearing the fault is a person re-zeroing (or
+    replacing) the sensor: its reading is true again."""
+    i = PRESSURE_INDEX[params.sensor]
+    ph.pressure_drift[i] += params.mmhg_per_min / 60.0
+
+    def stop() -> None:
+        ph.pressure_drift[i] -= params.mmhg_per_min / 60.0
+        ph.pressure_offset[i] = 0.0
+
+    return stop
+
+
+def _map_ramp(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    """The patient's MAP falls steadily, then holds at its deepest (a slow bleed, sepsis)."""
+    base = ph.hypotension_mmhg
+    ph.hypotension_rate = params.mmhg_per_min / 60.0
+    ph.hypotension_max_mmhg = base + params.drop_mmhg
+
+    def stop() -> None:
+        ph.hypotension_rate = 0.0
+        ph.hypotension_mmhg = base
+
+    return stop
+
+
+def _command_loss(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
+    fw.command_loss = params.fraction
+    fw.corrupt_commands = params.corrupt
+
+    def stop() -> None:
+        fw.command_loss = 0.0
+        fw.corrupt_commands = False
+
+    return stop
+
+
 def _sensor_stuck(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
     fw.stuck[params.sensor] = fw.raw_sensor(params.sensor)
     return lambda: fw.stuck.pop(params.sensor, None)
@@ -180,6 +258,18 @@ ACTIONS: dict[str, Action] = {
     "controller_silence": _silence,
     "link_down": _link_down,
     "mcu_reset": _mcu_reset,
+    "pump_delivery": _pump_delivery,
+    "route_stuck": _route_stuck,
+    "clamp_stuck_open": _clamp_stuck_open,
+    "bag_valve_leak": _bag_valve_leak,
+    # the syringe's line occluded: its driver stalls against it (its encoder sees it)
+    "heparin_occlusion": lambda fw, ph, params: _pump_factor(0.0)(
+        fw, ph, FAULTS["pump_stall"].model_validate({"pump": "heparin"})
+    ),
+    "filter_rupture": _filter_rupture,
+    "sensor_drift": _sensor_drift,
+    "map_ramp": _map_ramp,
+    "command_loss": _command_loss,
 }
 assert set(ACTIONS) == set(FAULTS), "every catalogued fault needs an action"
 
@@ -205,6 +295,9 @@ class Faults:
         #: (rig ms, stop before start at the same ms, order, start?, token, event)
         self._queue: list[tuple[int, int, int, bool, int, FaultEvent]] = []
         self._order = itertools.count()
+        #: faults timed from a phase, waiting for it to start; the phases already started
+        self._by_phase: dict[str, list[FaultEvent]] = {}
+        self._phases_seen: set[str] = set()
         firmware.on_wake = self._wake
         if scenario is not None:
             for event in scenario.events:
@@ -223,6 +316,7 @@ class Faults:
     def inject(self, fault: str, **params: Any) -> None:
         """Start `fault` now; it acts from the next tick."""
         event = FaultEvent.model_validate({"at_s": 0, "fault": fault, "params": params})
+        assert event.at_s is not None
         self._start(next(self._order), event)
 
     def clear(self, fault: str, target: str | None = None) -> None:
@@ -232,8 +326,24 @@ class Faults:
 
     # -- scenarios ----------------------------------------------------------------------
     def schedule(self, event: FaultEvent) -> None:
+        if event.phase is not None:  # timed from a phase: when it first starts
+            self._by_phase.setdefault(event.phase, []).append(event)
+            return
+        assert event.at_s is not None
+        self._schedule_at(event, event.at_s * 1000)
+
+    def phase_started(self, phase: str) -> None:
+        """The controller entered `phase` (the in-process simulated rig is told so): the
+        faults timed from its first start are scheduled now."""
+        if phase in self._phases_seen:
+            return
+        self._phases_seen.add(phase)
+        for event in self._by_phase.pop(phase, []):
+            self._schedule_at(event, self.firmware.t_ms + event.after_s * 1000)
+
+    def _schedule_at(self, event: FaultEvent, at_ms: float) -> None:
         tick = self.firmware.tick_ms
-        start = math.ceil(event.at_s * 1000 / tick) * tick
+        start = math.ceil(at_ms / tick) * tick
         start = max(start, self.firmware.t_ms + tick)
         token = next(self._order)
         self._push(start, 1, True, token, event)

@@ -15,6 +15,7 @@ a fault changes them; ticks where nothing can change are skipped (see `run_until
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -144,6 +145,11 @@ class Firmware:
         self.out_of_range: set[str] = set()
         #: the controller_silence fault: heartbeats are not heard while set
         self.deaf = False
+        #: fraction of the controller's commands lost on their way in (a bad line, a noisy
+        #: cable): each one is dropped, or corrupted so its CRC fails, never half-executed
+        self.command_loss = 0.0
+        self.corrupt_commands = False
+        self._loss_rng = random.Random(rig.sim.seed + 7)
         #: the link_down fault: nothing the firmware sends reaches the controller
         self.mute = False
         #: scheduled work (faults); called when t_ms reaches `wake_ms`
@@ -365,7 +371,12 @@ class Firmware:
                 valid={n: self._valid(n, v) for n, v in sensors.items()},
                 air_return=self._air,
                 blood_leak=self._leak,
-                valves=dict(self.valves),
+                # where the valves are (their position sensors), not where they were sent:
+                # a stuck valve shows as a command the rig did not follow
+                valves={
+                    "plasma_route": "collect" if self.physics.valve_collect else "waste",
+                    "venous_clamp": "open" if self.physics.valve_open else "closed",
+                },
                 safe=self.safe,
                 reason=self.reason,
                 totals=tuple(c * res for c, res in zip(self._counts, ENCODER_ML, strict=True)),
@@ -434,6 +445,10 @@ class Firmware:
         self._changed()
         self.emit("armed")
         return None
+
+    def command_lost(self) -> bool:
+        """Whether the next command from the controller is lost on its way in."""
+        return self.command_loss > 0.0 and self._loss_rng.random() < self.command_loss
 
     def heartbeat(self) -> None:
         if not self.deaf:

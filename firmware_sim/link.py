@@ -66,6 +66,8 @@ class FirmwareLink:
         self.firmware = firmware
         self.faults = faults
         self.decoder = p.Decoder()
+        #: frames from the controller lost to a command-loss fault
+        self.lost = 0
         #: where outgoing frames go (the transport's write); None drops them (no listener)
         self.send = send
         self.session: int | None = None
@@ -97,6 +99,9 @@ class FirmwareLink:
     # -- incoming -----------------------------------------------------------------------
     def receive(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
+            if self.firmware.command_lost():  # a fault: lost (or its CRC failed) on the line
+                self.lost += 1
+                continue
             reply = self.handle(frame)
             if reply is not None:
                 self._emit(reply)

@@ -91,15 +91,21 @@ class Physics:
         "adsorber_clot_mmhg",
         "adsorber_clot_rate",
         "air_return",
+        "bag_valve_leak_k",
         "blood_leak",
+        "clamp_stuck_open",
         "commanded",
+        "encoder_blind",
         "ev_amount",
         "ev_volume_ml",
         "filter_clot_mmhg",
         "filter_clot_rate",
+        "filter_ruptured",
         "flow",
         "fouling",
+        "hypotension_max_mmhg",
         "hypotension_mmhg",
+        "hypotension_rate",
         "inner_amount",
         "map_mmhg",
         "needle_out_mmhg",
@@ -108,6 +114,8 @@ class Physics:
         "params",
         "patient_amount",
         "plasma_temp_c",
+        "pressure_drift",
+        "pressure_offset",
         "pressures",
         "pump_factor",
         "pumped_ml",
@@ -115,6 +123,7 @@ class Physics:
         "return_disconnected",
         "return_occlusion",
         "rotor_ml",
+        "route_stuck",
         "scale_drift_g_s",
         "scale_offset_g",
         "separator_fouling_mmhg",
@@ -177,6 +186,21 @@ class Physics:
         self.filter_clot_mmhg = 0.0
         self.filter_clot_rate = 0.0
         self.hypotension_mmhg = 0.0
+        #: a MAP that falls gradually (mmHg/s) down to a deepest drop
+        self.hypotension_rate = 0.0
+        self.hypotension_max_mmhg = 0.0
+        #: a pump whose encoder counts its rotor, not what worn tubing really delivers
+        self.encoder_blind = [False] * len(PUMP_NAMES)
+        #: valves that do not move: the plasma route, the venous clamp (stays open)
+        self.route_stuck = False
+        self.clamp_stuck_open = False
+        #: the bag's one-way valve lets plasma back from the outer to the inner chamber
+        self.bag_valve_leak_k = 0.0
+        #: a torn hemofilter membrane: plasma, proteins and all, goes to the filtrate
+        self.filter_ruptured = False
+        #: pressure sensors drifting (mmHg/s) and how far they have drifted (mmHg)
+        self.pressure_drift = [0.0] * len(PRESSURE_NAMES)
+        self.pressure_offset = [0.0] * len(PRESSURE_NAMES)
         self.temp_offset_c = 0.0
         self.scale_offset_g = dict.fromkeys(SCALE_NAMES, 0.0)
         self.scale_drift_g_s = dict.fromkeys(SCALE_NAMES, 0.0)
@@ -222,9 +246,11 @@ class Physics:
 
     def set_valve(self, name: str, position: str) -> None:
         if name == "plasma_route":
-            self.valve_collect = position == "collect"
+            if not self.route_stuck:
+                self.valve_collect = position == "collect"
         elif name == "venous_clamp":
-            self.valve_open = position == "open"
+            if not (self.clamp_stuck_open and position == "closed"):
+                self.valve_open = position == "open"
         else:
             raise KeyError(name)
 
@@ -243,9 +269,10 @@ class Physics:
         k = dt_s / 60.0
         for i in range(8):
             flow[i] = cmd[i] * fac[i]
+        blind = self.encoder_blind
         for i in range(7):
-            rotor[i] += flow[i] * k
-        rotor[HEPARIN] += flow[HEPARIN] * k / 60.0  # heparin is mL/h
+            rotor[i] += (cmd[i] if blind[i] else flow[i]) * k
+        rotor[HEPARIN] += (cmd[HEPARIN] if blind[HEPARIN] else flow[HEPARIN]) * k / 60.0
         qb = flow[BLOOD]
         if not self.valve_open:
             # the clamp is closed: nothing reaches the patient through the return line
@@ -289,7 +316,12 @@ class Physics:
         into_inner = vl - vf + vs
         v["inner_chamber"] += into_inner - vret
         diff = v["inner_chamber"] - v["outer_chamber"]
-        vv = min(diff * VALVE_K_PER_S * dt_s, diff * 0.5) if diff > 0.0 else 0.0
+        if diff > 0.0:
+            vv = min(diff * VALVE_K_PER_S * dt_s, diff * 0.5)
+        elif self.bag_valve_leak_k > 0.0:  # a leaking valve: back, outer -> inner
+            vv = max(diff * self.bag_valve_leak_k * dt_s, diff * 0.5)
+        else:
+            vv = 0.0
         v["inner_chamber"] -= vv
         v["outer_chamber"] += vv
         self._solutes(dt_s, before, vp, vl, vf, vret, vv)
@@ -300,6 +332,14 @@ class Physics:
         for name, rate in self.scale_drift_g_s.items():
             if rate:
                 self.scale_offset_g[name] += rate * dt_s
+        if self.hypotension_rate:
+            self.hypotension_mmhg = min(
+                self.hypotension_max_mmhg, self.hypotension_mmhg + self.hypotension_rate * dt_s
+            )
+        drift = self.pressure_drift
+        for i in range(len(drift)):
+            if drift[i]:
+                self.pressure_offset[i] += drift[i] * dt_s
         p = self.params
         target_map = (
             p.map_baseline_mmhg
@@ -345,6 +385,8 @@ class Physics:
         inv_outer = 1.0 / outer_before if outer_before > 1e-9 else 0.0
         inv_inner = 1.0 / inner_before if inner_before > 1e-9 else 0.0
         foul_vf = self.fouling * vf
+        # a torn membrane holds nothing back: the filtrate carries the plasma's own levels
+        torn = self.filter_ruptured
         pa = self.patient_amount
         ea = self.ev_amount
         oa = self.outer_amount
@@ -363,7 +405,7 @@ class Physics:
             loop_in = co * vl
             m = loop_in
             if foul_vf > 0.0:
-                to_filtrate = min(loop_in, self._sieving[j] * co * foul_vf)
+                to_filtrate = min(loop_in, co * vf if torn else self._sieving[j] * co * foul_vf)
                 m -= to_filtrate
                 wa[j] += to_filtrate
             if m > 0.0:
@@ -377,7 +419,7 @@ class Physics:
                         taken = e * m / (1.0 + b * inv_h[a])
                         bound[a] = b + taken
                         m -= taken
-            back = ci * vv
+            back = (ci if vv >= 0.0 else co) * vv
             returned = ci * vret
             # the patient: extravascular exchange, generation, endogenous clearance
             ev_vol = self.ev_volume_ml[j]
@@ -440,6 +482,8 @@ class Physics:
         pre_ads = post_ads + dp_ads
         pre_filter = pre_ads + 0.1 * ql + self.filter_clot_mmhg * (ql > 0.0)
         filter_tmp = (20.0 + 1.5 * f[FILTRATE]) * (ql > 0.0) + self.filter_clot_mmhg
+        if self.filter_ruptured:
+            filter_tmp = 2.0 * (ql > 0.0)  # nothing holds the plasma back any more
         filtrate = (pre_filter + pre_ads) / 2.0 - filter_tmp
         ps[0] = access
         ps[1] = pre_sep
@@ -452,11 +496,16 @@ class Physics:
 
     # -- readings -----------------------------------------------------------------------
     def pressure(self, name: str) -> float:
-        """Noise-free pressure: what the firmware's protective comparisons use."""
-        return self.pressures[PRESSURE_INDEX[name]]
+        """Noise-free pressure: what the firmware's protective comparisons use (a drifting
+        sensor drifts for the firmware too: it is the same sensor)."""
+        i = PRESSURE_INDEX[name]
+        return self.pressures[i] + self.pressure_offset[i]
 
     def pressure_sample(self, name: str) -> float:
-        return self.pressures[PRESSURE_INDEX[name]] + self._rng.gauss(0.0, PRESSURE_NOISE_MMHG)
+        i = PRESSURE_INDEX[name]
+        return (
+            self.pressures[i] + self.pressure_offset[i] + self._rng.gauss(0.0, PRESSURE_NOISE_MMHG)
+        )
 
     def map_sample(self) -> float:
         """The patient monitor's MAP, with its own small noise."""
@@ -466,8 +515,10 @@ class Physics:
         return self.plasma_temp_c + self._rng.gauss(0.0, 0.02)
 
     def measured_flow(self, name: str) -> float:
-        """The rotor's speed now (mL/min; heparin mL/h), as its encoder would show it."""
-        return self.commanded[PUMP_INDEX[name]] * self.pump_factor[PUMP_INDEX[name]]
+        """The rotor's speed now (mL/min; heparin mL/h), as its encoder would show it: the
+        command when the encoder is blind to what the tubing delivers."""
+        i = PUMP_INDEX[name]
+        return self.commanded[i] * (1.0 if self.encoder_blind[i] else self.pump_factor[i])
 
     def scale_g(self, name: str) -> float:
         return self.volumes[name] + self.scale_offset_g[name]

@@ -178,6 +178,9 @@ class AlarmLimits(Strict):
     )
     adsorber_dp_high_mmhg: float = bounded(150.0, 50, 250, "mmHg", "adsorber pressure drop limit")
     filter_tmp_high_mmhg: float = bounded(200.0, 50, 300, "mmHg", "hemofilter TMP limit")
+    filter_tmp_low_mmhg: float = bounded(
+        10.0, 2, 30, "mmHg", "a filter TMP this low while filtrate is drawn: a torn membrane"
+    )
     fluid_imbalance_ml: float = bounded(100.0, 20, 200, "mL", "patient fluid balance error")
     map_low_mmhg: float = bounded(65.0, 60, 80, "mmHg", "mean arterial pressure low limit")
     map_delay_s: float = bounded(15.0, 5, 30, "s", "MAP below its limit this long alarms")

@@ -75,6 +75,41 @@ class Fouling(Strict):
     mmhg_per_min: float = bounded(5.0, 0.1, 100, "mmHg/min", "rise of the pressure it causes")
 
 
+class PumpDelivery(Strict):
+    """Worn tubing (or a slipping rotor): the pump delivers `factor` of its command."""
+
+    pump: PumpName
+    factor: float = bounded(0.8, 0.0, 2.0, "x command", "what the pump really delivers")
+    encoder_sees: bool = Field(
+        False,
+        description="the encoder counts what is delivered (a slowing rotor); false: it counts"
+        " the rotor turning as commanded while the tubing delivers otherwise",
+    )
+
+
+class BagValveLeak(Strict):
+    per_s: float = bounded(
+        0.1, 0.01, 1.0, "1/s", "the one-way valve's conductance back, outer -> inner chamber"
+    )
+
+
+class SensorDrift(Strict):
+    sensor: PressureName
+    mmhg_per_min: float = bounded(-3.0, -30, 30, "mmHg/min", "the sensor's reading drifts")
+
+
+class MapRamp(Strict):
+    mmhg_per_min: float = bounded(2.0, 0.1, 20, "mmHg/min", "how fast the patient's MAP falls")
+    drop_mmhg: float = bounded(30.0, 1, 60, "mmHg", "how far it falls, then holds")
+
+
+class CommandLoss(Strict):
+    fraction: float = bounded(
+        0.3, 0.0, 1.0, "fraction", "of the controller's commands (and heartbeats) lost"
+    )
+    corrupt: bool = Field(False, description="corrupted (their CRC fails) rather than dropped")
+
+
 #: name -> parameter model; the hazard each one exercises is in docs/safety.md.
 FAULTS: dict[str, type[Strict]] = {
     "air_bubble": NoParams,
@@ -100,11 +135,51 @@ FAULTS: dict[str, type[Strict]] = {
     "controller_silence": NoParams,
     "link_down": NoParams,
     "mcu_reset": NoParams,
+    "pump_delivery": PumpDelivery,
+    "route_stuck": NoParams,
+    "clamp_stuck_open": NoParams,
+    "bag_valve_leak": BagValveLeak,
+    "heparin_occlusion": NoParams,
+    "filter_rupture": NoParams,
+    "sensor_drift": SensorDrift,
+    "map_ramp": MapRamp,
+    "command_loss": CommandLoss,
 }
+#: Treatment phases a fault can be timed from (`phase:` and `after_s:` in a scenario).
+PHASES = ("connecting", "exchange", "exchange_collect", "purification", "rinse_back")
+Phase = Literal[PHASES]  # type: ignore[valid-type]
+
+
+def _fault_catalogue(schema: dict[str, Any]) -> None:
+    """The JSON Schema names every fault with its own parameters (one `oneOf` per fault),
+    so an editor completes and checks a scenario without reading the code."""
+    schema["properties"]["fault"]["enum"] = sorted(FAULTS)
+    schema["oneOf"] = [
+        {
+            "properties": {
+                "fault": {"const": name},
+                "params": {
+                    **{k: v for k, v in model.model_json_schema().items() if k != "title"},
+                    "description": (model.__doc__ or name).strip().splitlines()[0],
+                },
+            }
+        }
+        for name, model in sorted(FAULTS.items())
+    ]
 
 
 class FaultEvent(Strict):
-    at_s: float = bounded(..., 0, 86400, "s", "rig time the fault starts")
+    """One fault: at a rig time (`at_s`), or some time into a phase (`phase`, `after_s`)."""
+
+    model_config = Strict.model_config | {"json_schema_extra": _fault_catalogue}
+
+    at_s: float | None = bounded(None, 0, 86400, "s", "rig time the fault starts")
+    phase: Phase | None = Field(
+        None,
+        description="time the fault from this phase's first start instead (simulated rig in"
+        " the controller's process: alsctl run --sim, the tests)",
+    )
+    after_s: float = bounded(0.0, 0, 86400, "s", "how long into `phase` the fault starts")
     fault: str
     duration_s: float | None = bounded(
         None, 0, 86400, "s", "how long it lasts; absent = until the end"
@@ -113,6 +188,18 @@ class FaultEvent(Strict):
 
     @model_validator(mode="after")
     def _known_fault(self) -> FaultEvent:
+        if (self.at_s is None) == (self.phase is None):
+            check_rules(
+                self,
+                [
+                    RuleViolation(
+                        "at_s",
+                        self.at_s if self.at_s is not None else "(missing)",
+                        "say when: a rig time, or a phase to time it from",
+                        "either at_s, or phase (with after_s)",
+                    )
+                ],
+            )
         model = FAULTS.get(self.fault)
         if model is None:
             check_rules(
@@ -156,9 +243,11 @@ def fault_target(event: FaultEvent) -> str | None:
 
 
 def _span(event: FaultEvent) -> tuple[float, float]:
-    """[start, end) in rig seconds; a zero-length fault still takes its instant."""
-    end = math.inf if event.duration_s is None else event.at_s + event.duration_s
-    return event.at_s, max(end, event.at_s + 1e-6)
+    """[start, end) in seconds (rig time, or into its phase); a zero-length fault still takes
+    its instant."""
+    start = event.at_s if event.at_s is not None else event.after_s
+    end = math.inf if event.duration_s is None else start + event.duration_s
+    return start, max(end, start + 1e-6)
 
 
 def _describe(event: FaultEvent) -> str:
@@ -191,6 +280,8 @@ class Scenario(Strict):
             for i, earlier in enumerate(self.events[:j]):
                 if (earlier.fault, fault_target(earlier)) != (later.fault, fault_target(later)):
                     continue
+                if earlier.phase != later.phase:
+                    continue  # timed from different origins: cannot be told apart here
                 (a0, a1), (b0, b1) = _span(earlier), _span(later)
                 if a0 < b1 and b0 < a1:
                     bad.append(

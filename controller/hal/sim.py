@@ -84,6 +84,10 @@ def limits_from_firmware(limits: Limits) -> FirmwareLimits:
 YIELD_EVERY_S = 0.02
 
 
+#: As the serial backend: a command is sent once and retried this often before it fails.
+COMMAND_RETRIES = 3
+
+
 class SimHal(Hal):
     """The simulated rig. `speed=None` runs as fast as possible."""
 
@@ -167,23 +171,41 @@ class SimHal(Hal):
         if nak is not None:
             raise CommandRefused(command, nak)
 
+    def _deliver(self, command: str) -> None:
+        """A command over the simulated line: lost as the firmware's `command_loss` says
+        (a fault), tried as often as the serial backend tries, a LinkTimeout when every
+        try is lost; never half-executed."""
+        for _ in range(1 + COMMAND_RETRIES):
+            if not self.firmware.command_lost():
+                return
+        raise LinkTimeout(f"{command}: no answer after {1 + COMMAND_RETRIES} tries")
+
     async def _set_pump(self, name: str, rate: float) -> None:
-        self._answer(f"set_pump {name}={rate:g}", self.firmware.set_pump(name, rate))
+        command = f"set_pump {name}={rate:g}"
+        self._deliver(command)
+        self._answer(command, self.firmware.set_pump(name, rate))
 
     async def _set_valve(self, name: str, position: str) -> None:
-        self._answer(f"set_valve {name}={position}", self.firmware.set_valve(name, position))
+        command = f"set_valve {name}={position}"
+        self._deliver(command)
+        self._answer(command, self.firmware.set_valve(name, position))
 
     async def _set_limits(self, limits: FirmwareLimits) -> None:
+        self._deliver("set_limits")
         self._answer("set_limits", self.firmware.set_limits(limits_to_firmware(limits)))
 
     async def _get_limits(self) -> FirmwareLimits:
+        self._deliver("get_limits")
         return limits_from_firmware(self.firmware.limits)
 
     async def _enter_safe(self) -> None:
+        self._deliver("enter_safe")
         self.firmware.enter_safe()
 
     async def _arm(self) -> None:
+        self._deliver("arm")
         self._answer("arm", self.firmware.arm())
 
     async def _heartbeat(self) -> None:
-        self.firmware.heartbeat()
+        if not self.firmware.command_lost():  # unacknowledged: a lost one is just lost
+            self.firmware.heartbeat()

@@ -56,6 +56,11 @@ class Drill:
     label: str = ""
     #: the blood flow, when the drill is about a flow (mL/min; default the prescription's)
     blood_ml_min: float | None = None
+    #: a second fault 1 s after the first, lasting 2 s (a clamp that will not close is only
+    #: seen when something asks it to)
+    second: tuple[str, dict[str, Any]] | None = None
+    #: how long after the fault the drill keeps samples to judge (a slow fault needs more)
+    watch_s: float = 300.0
 
     @property
     def name(self) -> str:
@@ -105,6 +110,41 @@ DRILLS: tuple[Drill, ...] = (
     Drill("link_lost", "link_down", {}, "link_lost", duration_s=1),
     Drill("heartbeat", "controller_silence", {}, "firmware_safe:heartbeat", firmware=True,
           duration_s=2),
+    # -- second pass (issue 15): faults as they happen on a bench
+    Drill("pump_fault", "pump_delivery", {"pump": "replacement", "factor": 0.8,
+          "encoder_sees": True}, "pump_fault:replacement", duration_s=10,
+          stopped=("replacement", "plasma"), label="pump_fault-pump_delivery_seen"),
+    # worn tubing the encoder cannot see: only the scales tell
+    Drill("fluid_imbalance", "pump_delivery", {"pump": "replacement", "factor": 0.8},
+          "fluid_imbalance", duration_s=None, recovery="stop", watch_s=1500,
+          stopped=("plasma", "replacement", "filtrate", "substitution", "return"),
+          onset=lambda s, balance_error: abs(balance_error) > 100,
+          label="fluid_imbalance-pump_delivery_blind"),
+    Drill("pump_fault", "heparin_occlusion", {}, "pump_fault:heparin", duration_s=10,
+          stopped=("heparin",)),
+    # stuck at waste: seen when collection sends it to the bag (10 min into the exchange)
+    Drill("valve_fault", "route_stuck", {}, "valve_fault:plasma_route", rx="loop",
+          after_s=590, duration_s=None, recovery="stop", detect_ms=20_000,
+          stopped=("plasma", "replacement", "loop", "filtrate", "substitution", "return")),
+    # will not close: seen when the safe state (air in the line) asks it to
+    Drill("valve_fault", "clamp_stuck_open", {}, "valve_fault:venous_clamp", duration_s=6,
+          second=("air_bubble", {}), detect_ms=1_000 + 500 + 100 + 10),
+    Drill("bag_valve", "bag_valve_leak", {"per_s": 0.2}, "bag_valve", rx="loop",
+          phase="exchange_collect", after_s=5, duration_s=None, recovery="notify",
+          detect_ms=60_000),
+    Drill("filter_rupture", "filter_rupture", {}, "filter_rupture", rx="loop",
+          phase="purification", duration_s=None, recovery="stop",
+          stopped=("loop", "filtrate", "substitution")),
+    Drill("sensor_fault", "sensor_drift", {"sensor": "return", "mmhg_per_min": -3},
+          "sensor_fault:blood_side_pair", duration_s=None, recovery="stop", watch_s=600,
+          # 15 mmHg at 3 mmHg/min is 300 s (noise: +-10 s); then the 1 s average, the 5 s
+          # hold, the delay, a cycle
+          detect_ms=300_000 + 10_000 + 1_000 + 5_000 + 500 + 100 + 10),
+    Drill("hypotension", "map_ramp", {"mmhg_per_min": 5, "drop_mmhg": 30}, "hypotension",
+          duration_s=600, reduced=("blood", "plasma", "replacement"),
+          onset=lambda s, _: s.sensors["map"].value < 65),
+    Drill("heartbeat", "command_loss", {"fraction": 1.0}, "firmware_safe:heartbeat",
+          firmware=True, duration_s=3),
 )  # fmt: skip
 
 SHORT: dict[str, dict[str, Any]] = {
@@ -214,6 +254,11 @@ async def run_drill(
                     at_s=now_s, fault=drill.fault, duration_s=drill.duration_s, params=drill.params
                 )
             )
+            if drill.second is not None:
+                fault, params = drill.second
+                hal.faults.schedule(
+                    FaultEvent(at_s=now_s + 1.0, fault=fault, duration_s=2.0, params=params)
+                )
         else:
             hal.faults.clear(drill.fault)
 
@@ -221,7 +266,7 @@ async def run_drill(
         c = refs[0]
         t = status.t_ms
         # keep only what the analysis reads: a second before the fault to 5 min after
-        if state["injected"] is None or t <= state["injected"] + KEEP_AFTER_MS:
+        if state["injected"] is None or t <= state["injected"] + drill.watch_s * 1000:
             if state["injected"] is None and len(samples) >= KEEP_BEFORE:
                 del samples[0], balance[0]
                 if patient:

@@ -28,6 +28,8 @@ class Response(StrEnum):
     TEMP = "alarm; above the cut-off stop the return pump"
     ALARM_STATE = "alarm state; the firmware is safe through its heartbeat watchdog"
     NOTIFY = "alarm only: the treatment goes on; the operator continues or stops with rinse-back"
+    VALVE = "plasma route: stop the plasma side; venous clamp: safe state, clamp the line by hand"
+    STOP_LOOP = "stop the loop, filtration and substitution"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,17 @@ def hazard_table(a: AlarmLimits, link_lost_ms: int = 300) -> tuple[Hazard, ...]:
                "controller"),
         Hazard("link_lost", "link lost", f"no frame from the firmware for {link_lost_ms} ms",
                h, 0, 0, False, Response.ALARM_STATE, "controller"),
+        Hazard("valve_fault", "a valve does not move",
+               "a valve's position sensor differs from its command (in the safe state: the "
+               "clamp not closed) for 0.5 s", h, 0.5, 2, True, Response.VALVE, "controller"),
+        Hazard("bag_valve", "double-chamber bag valve leaking",
+               "the inner chamber fills while the loop is stopped (5 g in 30 s): plasma comes "
+               "back through the one-way valve, unpurified", m, 0, 5, False, Response.NOTIFY,
+               "controller"),
+        Hazard("filter_rupture", "hemofilter membrane rupture",
+               f"filter TMP below {a.filter_tmp_low_mmhg:g} mmHg while filtrate is drawn: "
+               "nothing holds the plasma back", h, 3, 5, True, Response.STOP_LOOP,
+               "controller"),
         Hazard("journal_unavailable", "journal cannot be written",
                "a journal commit failed (full disk, file size limit, a lock held past the busy"
                " timeout); records go to a fallback file until it recovers", h, 0, 0, True,

@@ -14,7 +14,8 @@ hot, a scale as its bag being unusable.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
@@ -23,6 +24,7 @@ from controller.hal.base import SafeReason, Sample
 from controller.safety.alarms import AlarmManager, Priority
 from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table
+from controller.safety.pressure_pair import PressurePair
 from controller.safety.return_line import ReturnLine
 
 BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
@@ -55,6 +57,10 @@ BAG_PUMPS: dict[str, tuple[str, ...]] = {
 SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in (*STUCK_WATCHED, *SCALE_NAMES)}
 PUMP_FAULT_ID = {n: f"pump_fault:{n}" for n in PUMP_NAMES}
 BAG_ID = {b: f"bag:{b}" for b in BAG_PUMPS}
+VALVE_ID = {v: f"valve_fault:{v}" for v in ("plasma_route", "venous_clamp")}
+#: The inner chamber rising this much in this long with the loop stopped: the valve leaks
+BAG_VALVE_RISE_G = 5.0
+BAG_VALVE_WINDOW_MS = 30_000
 REDUCE_FACTOR = 0.5
 CLOT_STOP_S = 30.0
 TMP_HYSTERESIS_MMHG = 20.0
@@ -105,6 +111,9 @@ class Interlocks:
         self._scale_base: dict[str, float] | None = None
         #: the return line's expected pressure, its drop, the blood a lost line spills
         self.return_line = ReturnLine(self.lim)
+        #: pre_separator and return, which must agree with the blood flow
+        self.pressure_pair = PressurePair()
+        self._inner_history: deque[tuple[int, float]] = deque()
         self._last_value: dict[str, float] = {}
         self._unchanged_ms: dict[str, int] = {}
         self._since: dict[str, int] = {}
@@ -184,6 +193,7 @@ class Interlocks:
         heparin_ml: float,
         treating: bool,
         allowed_balance_ml: float = 0.0,
+        commanded_valves: Mapping[str, str] | None = None,
     ) -> Verdict:
         t = sample.t_ms
         lim = self.lim
@@ -278,6 +288,26 @@ class Interlocks:
         self._update(
             t, "clotting", clot, lambda: f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg"
         )
+        filtering = pumps["filtrate"].commanded > 0 and pumps["loop"].commanded > 0
+        ftmp_ok = not {"pre_filter", "pre_adsorber", "filtrate"} & set(bad)
+        self._update(
+            t,
+            "filter_rupture",
+            ftmp_ok and filtering and ftmp < lim.filter_tmp_low_mmhg,
+            lambda: f"filter TMP {ftmp:.0f} mmHg while filtrate is drawn: a torn membrane?",
+        )
+        self._valves(sample, commanded_valves or {})
+        self._bag_valve(sample)
+        disagree, pair_off = self.pressure_pair.judge(sample)
+        self._update(
+            t,
+            "sensor_fault:blood_side_pair",
+            disagree or (self._active("sensor_fault:blood_side_pair") and abs(pair_off) > 5),
+            lambda: (
+                f"pre_separator and return disagree by {pair_off:+.0f} mmHg with what"
+                " the blood flow sets: one of them reads wrong"
+            ),
+        )
         scales = self.scale_balance_ml(sample, heparin_ml)
         self.balance_error_ml = encoder_balance_ml - scales
         self._update(
@@ -341,6 +371,51 @@ class Interlocks:
             priority=Priority.HIGH if temp > lim.plasma_temp_cutoff_c else Priority.MEDIUM,
         )
         return self._verdict(sample)
+
+    def _valves(self, sample: Sample, commanded: Mapping[str, str]) -> None:
+        """A valve not where it was sent (its position sensor says so): in the safe state
+        the clamp must be closed whatever was sent last."""
+        t = sample.t_ms
+        for name in ("plasma_route", "venous_clamp"):
+            want = "closed" if name == "venous_clamp" and sample.safe else commanded.get(name)
+            seen = sample.valves.get(name)
+            off = want is not None and seen != want
+            self._update(
+                t,
+                VALVE_ID[name],
+                off,
+                lambda name=name, want=want, seen=seen: (
+                    f"{name} sent {want}, reports {seen}"
+                    + (": clamp the venous line by hand" if name == "venous_clamp" else "")
+                ),
+            )
+
+    def _bag_valve(self, sample: Sample) -> None:
+        """The inner chamber fills while the loop is stopped: only the one-way valve, leaking
+        back from the outer chamber, can fill it then."""
+        t = sample.t_ms
+        inner = sample.sensors["inner_chamber"]
+        loop_stopped = sample.pumps["loop"].measured <= 0 and sample.pumps["loop"].commanded <= 0
+        history = self._inner_history
+        rise = 0.0
+        if not loop_stopped or not inner.valid:
+            history.clear()
+            rising = False
+        else:
+            history.append((t, inner.value))
+            while history and history[0][0] < t - BAG_VALVE_WINDOW_MS:
+                history.popleft()
+            rise = inner.value - history[0][1]
+            rising = t - history[0][0] >= BAG_VALVE_WINDOW_MS * 0.9 and rise > BAG_VALVE_RISE_G
+        self._update(
+            t,
+            "bag_valve",
+            rising or (self._active("bag_valve") and loop_stopped),
+            lambda: (
+                f"inner chamber +{rise:.0f} g in {BAG_VALVE_WINDOW_MS // 1000} s with the"
+                " loop stopped: the one-way valve leaks back, returned plasma is not purified"
+            ),
+        )
 
     def link_lost(self, t_ms: int, lost: bool) -> None:
         self._update(t_ms, "link_lost", lost, "no frame from the firmware")
@@ -461,6 +536,13 @@ class Interlocks:
                     pass
                 case Response.NOTIFY:
                     acts = False
+                case Response.VALVE:
+                    if target == "venous_clamp":
+                        v.safe_state = True
+                    else:
+                        v.stop.update(PLASMA_SIDE)
+                case Response.STOP_LOOP:
+                    v.stop.update(DEPENDENTS["loop"])
             if acts:
                 v.acting.append(alarm.id)
         for alarm_id in self.alarms.active:
@@ -481,7 +563,7 @@ class Interlocks:
         v.no_removal = True
 
     def _worst_reading(self, v: Verdict, sensor: str) -> None:
-        if sensor in BLOOD_SIDE:
+        if sensor in BLOOD_SIDE or sensor == "blood_side_pair":
             v.safe_state = True
         elif sensor in LOOP_SIDE:
             v.stop.update(DEPENDENTS["loop"])

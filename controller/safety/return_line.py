@@ -130,6 +130,7 @@ class ReturnLine:
         t = sample.t_ms
         reading = sample.sensors["return"]
         q = return_flow(sample)
+        dt_s = (t - self._last_t) / 1000.0 if self._last_t is not None else 0.0
         self._count_loss(sample, q)
         self._history.append((t, q))
         if not flowing or not reading.valid or q <= 0:
@@ -153,7 +154,7 @@ class ReturnLine:
         window = self.lim.return_window_mmhg
         if abs(reading.value - expected) < window / 2:
             self.trusted_ms = t
-            self._refine(reading.value, q, sample)
+            self._refine(reading.value, q, dt_s)
         if p < expected - window:
             if self._below_since is None:
                 self._below_since = t
@@ -164,14 +165,13 @@ class ReturnLine:
         plain = len(last) == FAST_READINGS and fast < expected - 2 * window
         return held or plain, (fast if plain else p), expected
 
-    def _refine(self, p: float, q: float, sample: Sample) -> None:
+    def _refine(self, p: float, q: float, dt_s: float) -> None:
         """Follow slow, real changes of the line (inside the band only): move the model's
         reference to this flow and nudge its level toward this reading."""
         m = self.model
         assert m is not None
         expected = m.expected(q)
-        dt = (sample.t_ms - self._last_t) / 1000.0 if self._last_t is not None else 0.1
-        alpha = min(1.0, max(dt, 0.0) / TAU_S)
+        alpha = min(1.0, max(dt_s, 0.0) / TAU_S)
         m.baseline = expected + alpha * (p - expected)
         m.q_ref = q
 

@@ -38,7 +38,7 @@ DRILLED_ELSEWHERE = {
 
 
 def test_every_hazard_row_has_a_drill() -> None:
-    assert len(TABLE) == 16
+    assert len(TABLE) == 19
     drilled = {d.alarm.split(":")[0] for d in DRILLS} | {"heartbeat"} | set(DRILLED_ELSEWHERE)
     assert set(TABLE) <= drilled
     for path in DRILLED_ELSEWHERE.values():
@@ -54,7 +54,7 @@ def check(r: DrillResult, rig: RigConfig = RIG) -> None:
     # -- timing
     if d.firmware:
         limit = TICK_MS
-        if d.fault == "controller_silence":
+        if d.fault in ("controller_silence", "command_loss"):
             limit = rig.heartbeat_timeout_ms + TICK_MS  # silent for the timeout, then one tick
         assert r.firmware_latency_ms is not None and r.firmware_latency_ms <= limit
         assert r.safe_ms is not None and r.alarm_ms - r.safe_ms <= CYCLE_MS  # then the alarm
@@ -69,12 +69,17 @@ def check(r: DrillResult, rig: RigConfig = RIG) -> None:
     after, before = r.response, r.before
     assert after is not None and before is not None
     safe_response = d.firmware or (hazard is not None and hazard.response in SAFE_RESPONSES)
-    if d.fault in ("sensor_missing", "link_down"):
-        safe_response = True  # worst reading of `return` / firmware safe via its watchdog
+    if d.fault in ("sensor_missing", "link_down", "sensor_drift"):
+        safe_response = True  # worst reading of a blood-side pressure / the firmware watchdog
+    if d.fault == "clamp_stuck_open":
+        safe_response = True  # the clamp that will not close: the safe state, and a person
     if safe_response:
         assert after.safe
         assert all(p.commanded == 0.0 for p in after.pumps.values())
-        assert after.valves["venous_clamp"] == "closed"
+        # the clamp closed; the one drill about a clamp that will not is told by its alarm
+        assert after.valves["venous_clamp"] == (
+            "open" if d.fault == "clamp_stuck_open" else "closed"
+        )
     else:
         assert not after.safe
         for name in d.stopped:
@@ -97,6 +102,9 @@ def check(r: DrillResult, rig: RigConfig = RIG) -> None:
     trail = [(t.source, t.dest) for t in s.transitions]
     if d.recovery == "resume":
         assert r.resumed, trail
+        assert s.completed, (s.final_state, s.error)
+    elif d.recovery == "notify":  # an alarm that acts on nothing: the treatment went on
+        assert not any(dest == "alarm" for _src, dest in trail), trail
         assert s.completed, (s.final_state, s.error)
     else:
         assert ("alarm", "rinse_back") in trail

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +52,34 @@ EFFECTS: dict[str, tuple[dict[str, Any], Any]] = {
     "controller_silence": ({}, lambda fw, ph: fw.deaf),
     "link_down": ({}, lambda fw, ph: fw.mute),
     "mcu_reset": ({}, lambda fw, ph: fw.reason == Reason.BOOT),
+    # worn tubing: delivers 80 % while the encoder counts the rotor turning as commanded
+    "pump_delivery": (
+        {"pump": "plasma", "factor": 0.8},
+        lambda fw, ph: ph.flow[1] == pytest.approx(24.0) and ph.measured_flow("plasma") > 29,
+    ),
+    "route_stuck": (
+        {},
+        lambda fw, ph: fw.set_valve("plasma_route", "collect") is None and not ph.valve_collect,
+    ),
+    "clamp_stuck_open": (
+        {},
+        lambda fw, ph: fw.set_valve("venous_clamp", "closed") is None and ph.valve_open,
+    ),
+    "bag_valve_leak": ({"per_s": 0.5}, lambda fw, ph: ph.bag_valve_leak_k == 0.5),
+    "heparin_occlusion": ({}, lambda fw, ph: ph.pump_factor[7] == 0.0),
+    "filter_rupture": ({}, lambda fw, ph: ph.pressure("pre_filter") - ph.pressure("filtrate") < 50),
+    "sensor_drift": (
+        {"sensor": "return", "mmhg_per_min": -10},
+        lambda fw, ph: ph.pressure_offset[3] < -5,
+    ),
+    "map_ramp": (
+        {"mmhg_per_min": 20, "drop_mmhg": 30},
+        lambda fw, ph: ph.hypotension_mmhg >= 19.9 and ph.map_mmhg < 70,
+    ),
+    "command_loss": (
+        {"fraction": 1.0},
+        lambda fw, ph: all(fw.command_lost() for _ in range(20)),
+    ),
 }
 
 
@@ -198,3 +229,83 @@ def test_a_fault_that_ends_as_the_next_begins_does_not_end_the_next(reverse: boo
     assert physics.hypotension_mmhg == 20
     fw.run_until(4500)
     assert physics.hypotension_mmhg == 0
+
+
+async def test_a_fault_timed_from_a_phase_starts_that_long_into_it() -> None:
+    """`phase: purification, after_s: 60`: an air bubble a minute into the loop, whenever
+    that comes (the in-process simulated rig is told each phase's start)."""
+    from controller.config.loading import load_rig
+    from controller.runner import CLEAR, RunOptions, run_treatment
+    from tests.integration.test_treatment import SHORT, rx
+
+    scenario = Scenario.model_validate(
+        {
+            "name": "air in the loop's first minute",
+            "events": [
+                {"phase": "purification", "after_s": 60, "fault": "air_bubble", "duration_s": 2}
+            ],
+        }
+    )
+    summary, _ = await run_treatment(
+        load_rig("config/rigs/sim.yaml"),
+        rx("li_als", **SHORT["li_als"]),
+        RunOptions(gate=CLEAR, scenario=scenario, auto_resume_s=2.0),
+    )
+    start = next(t.t_s for t in summary.transitions if t.dest == "purification")
+    [air] = [a for a in summary.alarms if a.cause == "air_return"]
+    assert 60.0 <= air.t_s - start <= 60.2
+    assert summary.completed
+
+
+def test_a_scenario_names_when_and_every_fault_with_its_parameters_in_its_schema() -> None:
+    with pytest.raises(ValidationError, match="say when"):
+        Scenario.model_validate({"name": "x", "events": [{"fault": "air_bubble"}]})
+    with pytest.raises(ValidationError, match="say when"):
+        Scenario.model_validate(
+            {"name": "x", "events": [{"at_s": 1, "phase": "exchange", "fault": "air_bubble"}]}
+        )
+    schema = Scenario.model_json_schema()
+    event = schema["$defs"]["FaultEvent"]
+    assert event["properties"]["fault"]["enum"] == sorted(FAULTS)
+    named = {
+        branch["properties"]["fault"]["const"]: branch["properties"]["params"]
+        for branch in event["oneOf"]
+    }
+    assert set(named) == set(FAULTS)
+    assert set(named["pump_delivery"]["properties"]) == {"pump", "factor", "encoder_sees"}
+    assert named["command_loss"]["properties"]["fraction"]["maximum"] == 1.0
+
+
+async def test_commands_lost_now_and_then_are_retried_and_the_treatment_completes() -> None:
+    from controller.config.loading import load_rig
+    from controller.runner import CLEAR, RunOptions, run_treatment
+    from tests.integration.test_treatment import SHORT, rx
+
+    noisy = {"phase": "connecting", "fault": "command_loss", "params": {"fraction": 0.1}}
+    scenario = Scenario.model_validate({"name": "a noisy cable", "events": [noisy]})
+    summary, controller = await run_treatment(
+        load_rig("config/rigs/sim.yaml"),
+        rx("pe", **SHORT["pe"]),
+        RunOptions(gate=CLEAR, scenario=scenario, auto_resume_s=2.0),
+    )
+    assert summary.completed, summary.outcome_detail
+    assert abs(summary.volumes.exchange_ml - 900) < 1  # no command half-executed, none twice
+    physics = controller.hal.physics  # type: ignore[attr-defined]
+    assert abs(physics.pumped_ml[1] - 900) < 5  # the plasma really exchanged
+
+
+def test_the_firmware_process_refuses_faults_timed_from_a_phase(tmp_path: Path) -> None:
+    """It does not know the controller's phases: such a scenario would never fire there."""
+    path = tmp_path / "phase.yaml"
+    path.write_text(
+        "name: air in the loop\n"
+        "events:\n"
+        "  - {phase: purification, after_s: 60, fault: air_bubble}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", "firmware-sim", "--scenario", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "need the simulated rig in the controller" in done.stderr

@@ -163,4 +163,4 @@ def test_no_limit_can_be_configured_outside_its_safe_bounds(name: str) -> None:
 def test_the_hazard_table_follows_the_limits() -> None:
     table = {h.id: h for h in hazard_table(AlarmLimits(map_delay_s=20))}
     assert table["hypotension"].delay_s == 20
-    assert len(table) == 16
+    assert len(table) == 19
