@@ -94,11 +94,11 @@ def rows(results: list[DrillResult]) -> list[str]:
             if s.blood_lost_truth_ml
             else "-"
         )
-        recovered = (
-            "resumed, completed"
-            if r.resumed and s.completed
-            else ("stopped: rinse-back, done" if s.final_state == "done" else s.outcome.value)
-        )
+        if s.completed:
+            recovered = "resumed, completed" if r.resumed else "went on, completed"
+        else:
+            recovered = "stopped: rinse-back, done" if s.final_state == "done" else s.outcome
+        recovered = str(recovered)
         params = "".join(f" {k}={v}" for k, v in d.params.items())
         out.append(
             f"| {title} | {detection} | {prio} | {response} | {layer} | `{d.fault}`{params} "
@@ -288,3 +288,7 @@ FOOTER = (
     "and the machine in `fault`, the exception kept in the summary "
     "(`test_an_exception_in_the_loop_ends_safe_in_fault`).\n"
 )
+
+
+if __name__ == "__main__":
+    main()

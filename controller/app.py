@@ -146,7 +146,11 @@ class Controller:
         self.on_event = on_event
         self.volumes = Volumes()
         self.auto_start = auto_start
-        plan = sizing.plan(prescription)
+        plan = sizing.plan(
+            prescription,
+            blood_max_ml_min=rig.pumps.blood.max_rate,
+            loop_max_ml_min=rig.pumps.loop.max_rate,
+        )
         self.max_rig_ms = int(1000 * (max_rig_s if max_rig_s is not None else 2 * plan.total_s))
         self.sample: Sample | None = None
         self.limits = FirmwareLimits.from_rig(rig)

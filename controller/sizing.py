@@ -74,12 +74,23 @@ def _minutes(ml: float, ml_min: float) -> float:
     return 60.0 * ml / ml_min if ml_min > 0 else 0.0
 
 
-def plan(p: Prescription) -> TreatmentPlan:
-    """Expected course of a treatment, from the prescribed flows and volumes."""
+def plan(
+    p: Prescription,
+    *,
+    blood_max_ml_min: float = PRIME_FLOW_ML_MIN,
+    loop_max_ml_min: float = math.inf,
+) -> TreatmentPlan:
+    """Expected course of a treatment, from the prescribed flows and volumes (and the rig's
+    blood and loop pump maxima, which priming runs at when they are lower)."""
     pv = p.plasma_volume_ml
     v = p.exchange_ml
     qp = p.plasma_flow
     loop = f" (loop {PRIME_LOOP_ML:.0f} mL at the same time)" if p.has_loop else ""
+    prime_flow = min(PRIME_FLOW_ML_MIN, blood_max_ml_min)
+    loop_flow = min(prime_flow * PRIME_LOOP_ML / PRIME_BLOOD_SIDE_ML, loop_max_ml_min)
+    prime_s = _minutes(PRIME_BLOOD_SIDE_ML, prime_flow)
+    if p.has_loop:
+        prime_s = max(prime_s, _minutes(PRIME_LOOP_ML, loop_flow))
     ramp_s = max(0.0, p.blood_flow_ml_min / BLOOD_RAMP_ML_MIN_PER_S - 1.0)
     phases = [
         PhasePlan(
@@ -89,8 +100,8 @@ def plan(p: Prescription) -> TreatmentPlan:
         ),
         PhasePlan(
             "priming",
-            _minutes(PRIME_BLOOD_SIDE_ML, PRIME_FLOW_ML_MIN),
-            f"{PRIME_BLOOD_SIDE_ML:.0f} mL saline at {PRIME_FLOW_ML_MIN:.0f} mL/min{loop}",
+            prime_s,
+            f"{PRIME_BLOOD_SIDE_ML:.0f} mL saline at {prime_flow:.0f} mL/min{loop}",
         ),
         PhasePlan("connecting", ramp_s, f"blood ramp to {p.blood_flow_ml_min:g} mL/min"),
     ]

@@ -91,7 +91,9 @@ def hazard_table(a: AlarmLimits, link_lost_ms: int = 300) -> tuple[Hazard, ...]:
                f"{a.pump_mismatch_fraction:.0%} for {a.pump_mismatch_s:g} s", h,
                a.pump_mismatch_s, 2, True, Response.STOP_PUMP, "controller"),
         Hazard("sensor_fault", "sensor fault",
-               "a reading out of range, missing, or unchanged while it should move", h, 0.5, 2,
+               "a reading out of range, missing, or unchanged while it should move; or "
+               "pre_separator and return off the drop the blood flow sets, by 15 mmHg for 5 s",
+               h, 0.5, 2,
                True, Response.WORST_READING, "controller"),
         Hazard("plasma_temp", "plasma too cold/hot",
                f"`plasma_temp` outside {a.plasma_temp_low_c:g}-{a.plasma_temp_high_c:g} degC; "

@@ -93,3 +93,29 @@ def test_pe_has_no_collection_or_loop_phase() -> None:
     assert "exchange_collect" not in names and "purification" not in names
     phases = {ph.name: ph.duration_s for ph in sizing.plan(p).phases}
     assert phases["exchange"] == pytest.approx(p.plasma_volume_ml / 30 * 60)
+
+
+async def test_a_slow_rig_primes_as_long_as_its_plan_says() -> None:
+    """A rig whose blood pump tops out at 100 mL/min primes at 100: the plan says so too."""
+    from controller.config.loading import load_rig
+    from controller.runner import CLEAR, RunOptions, run_treatment
+
+    rig = load_rig("config/rigs/sim.yaml")
+    slow = rig.model_copy(
+        update={
+            "pumps": rig.pumps.model_copy(
+                update={"blood": rig.pumps.blood.model_copy(update={"max_rate": 100})}
+            )
+        }
+    )
+    p = Prescription(
+        name="PE at 100",
+        patient={"weight_kg": 70, "hematocrit": 0.30},
+        mode="pe",
+        blood_flow_ml_min=100,
+        exchange_volume_ml=300,
+    )
+    planned = {ph.name: ph.duration_s for ph in sizing.plan(p, blood_max_ml_min=100).phases}
+    assert planned["priming"] == pytest.approx(600 / 100 * 60)
+    summary, _ = await run_treatment(slow, p, RunOptions(gate=CLEAR))
+    assert summary.phases_s["priming"] == pytest.approx(planned["priming"], abs=1)
