@@ -77,6 +77,10 @@ class FallbackFile:
         self.path = None
         return False
 
+    def close(self) -> None:
+        """Let go of the file (the journal closes); what it holds stays for the next run."""
+        self._close()
+
     def _close(self) -> None:
         if self._file is not None:
             with contextlib.suppress(OSError):

@@ -217,6 +217,7 @@ class Journal:
             self._error = exc
             raise
         finally:
+            self._fallback.close()  # what it holds stays on disk for the next alsctl
             if conn is not None:
                 conn.close()
 
