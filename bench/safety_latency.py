@@ -19,7 +19,7 @@ import platform
 from pathlib import Path
 
 from controller.config.loading import load_prescription, load_rig
-from controller.config.rig import PUMP_NAMES
+from controller.rig import PUMP_NAMES
 from controller.safety.balance import balanced
 from controller.safety.drills import DRILLS, DrillResult, run_drill
 from controller.safety.hazards import hazard_table

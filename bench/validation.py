@@ -29,7 +29,8 @@ from typing import Any
 from controller import sizing
 from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
+from controller.rig import PUMP_NAMES
 from controller.runner import CLEAR, RunOptions, run_treatment
 from firmware_sim import kinetics
 from firmware_sim.physics import Physics, PhysicsParams, physics_for

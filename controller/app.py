@@ -21,26 +21,27 @@ from typing import Any
 
 from controller import sizing
 from controller.config.prescription import Prescription
-from controller.config.rig import (
-    DETECTOR_NAMES,
-    PRESSURE_NAMES,
-    PUMP_NAMES,
-    SELF_TEST_RATE,
-    SENSOR_NAMES,
-    RigConfig,
-)
+from controller.config.rig import SELF_TEST_RATE, RigConfig
 from controller.errors import AlsError, CommandRefused, LinkError
 from controller.fsm import phases
 from controller.fsm.machine import IllegalRequest, TransitionRecord, Treatment, leaf
-from controller.hal.base import FirmwareLimits, Hal, HalEvent, SafeReason, Sample
+from controller.hal.base import FirmwareLimits, Hal, HalEvent
 from controller.outcome import Outcome, judge
+from controller.protocol import PROTOCOL_VERSION
+from controller.rig import (
+    DETECTOR_NAMES,
+    PRESSURE_NAMES,
+    PUMP_NAMES,
+    SENSOR_NAMES,
+    SafeReason,
+    Sample,
+)
 from controller.safety import balance, gate
 from controller.safety.alarms import AlarmEvent
 from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
 from controller.summary import AlarmOut, GateOut, StopOut, Summary, TransitionOut, VolumesOut
 from controller.volumes import Volumes
 
-PROTOCOL_VERSION = 2
 SELF_TEST_PUMP_S = sizing.SELF_TEST_PUMP_S
 ENCODER_TOLERANCE = 0.10
 VALVE_SETTLE_S = 0.5

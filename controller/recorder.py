@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.app import Controller, Status
-from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 from controller.fsm.machine import TransitionRecord
-from controller.hal.base import Sample
 from controller.journal import Journal
+from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, Sample
 
 TREND_MS = 1000
 WINDOW_MS = 30_000

@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from controller.app import ACCOUNTED, Controller, Interrupted, ResumeFailed, Status
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import HalError
 from controller.fsm.machine import TransitionRecord, leaf
-from controller.hal import open_hal
+from controller.hal import backend_class, open_hal
 from controller.hal.base import Hal
 from controller.journal import Journal, JournalError, SessionRecord, SessionRow
 from controller.mqtt.bridge import MqttBridge
 from controller.outcome import Outcome
 from controller.recorder import Recorder
+from controller.rig import PUMP_NAMES
 from controller.safety.gate import Checklist, GateAnswers, GateResult
 from controller.summary import JournalOut, SoluteOut, Summary
 
@@ -79,10 +80,14 @@ SIGNALS = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 def resume_refusal(row: SessionRow) -> str | None:
     """Why `--resume` cannot continue this session, or None when it can: the one rule that
     both `alsctl sessions` (which offers it) and the resume itself (which refuses) apply."""
-    if row.backend != "serial":
+    try:
+        outlives = backend_class(row.backend).capabilities.outlives_controller
+    except HalError:
+        outlives = False
+    if not outlives:
         return (
-            f"session {row.id} ran on {row.backend}: a simulated rig ends with its process,"
-            " there is nothing to resume"
+            f"session {row.id} ran on {row.backend}: that rig ends with its controller's"
+            " process, there is nothing to resume"
         )
     if row.ended_utc is not None:
         return f"session {row.id} ended ({row.outcome or row.state}): nothing to resume"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.config.rig import PUMP_NAMES
-from controller.hal.base import Sample
+from controller.rig import PUMP_NAMES, Sample
 
 EXCHANGE_PHASES = frozenset({"exchange", "exchange_collect"})
 

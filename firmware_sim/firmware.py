@@ -19,19 +19,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.config.rig import (
+from controller.config.rig import RigConfig
+from controller.rig import (
     PRESSURE_NAMES,
     PUMP_HARD_MAX,
     PUMP_NAMES,
     SCALE_NAMES,
     SENSOR_NAMES,
     VALVE_POSITIONS,
-    RigConfig,
 )
 from firmware_sim.physics import ENCODER_ML, Physics
 
 FIRMWARE_VERSION = "fwsim-0.1.0"
-PROTOCOL_VERSION = 2
 #: Below this commanded blood flow the pressure windows are not checked (a stopped or
 #: just-starting blood pump gives no return pressure to speak of).
 BLOOD_FLOWING_ML_MIN = 20.0

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
-from controller.hal import protocol as p
+from controller.protocol import codec as p
+from controller.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import FIRMWARE_VERSION, Firmware, FirmwareEvent, Limits, Snapshot
 

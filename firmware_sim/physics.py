@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from controller import sizing
 from controller.config.prescription import Prescription
-from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, RigConfig
+from controller.config.rig import RigConfig
+from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 from firmware_sim.kinetics import (
     ADSORBER_NAMES,
     FOULING_FILTRATE_ML,

@@ -34,9 +34,21 @@ def _realtime(item: pytest.Item) -> bool:
     return item.nodeid.startswith(REALTIME) or "[serial" in item.nodeid
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--hal-backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also run the HAL contract suite on this backend (entry point alsctl.hal;"
+        " docs/hal.md)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # known even when xdist is not loaded (`-p no:xdist`, a single test under a debugger)
     config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker")
+    config.addinivalue_line("markers", "faults: the test injects faults into the rig")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which turns the group into a nodeid suffix

@@ -11,8 +11,9 @@ from __future__ import annotations
 from controller.config.flows import and_list, excesses, pump_demands
 from controller.config.issues import show_value
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.errors import ConfigError, ConfigIssue
+from controller.rig import PUMP_NAMES
 
 
 def check_pair(

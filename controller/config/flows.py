@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controller.config.rig import PUMP_HARD_MAX
+from controller.rig import PUMP_HARD_MAX
 
 if TYPE_CHECKING:
     from controller.config.prescription import Prescription

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from controller.config._fields import RuleViolation
-from controller.config.rig import PUMP_NAMES, SELF_TEST_RATE
+from controller.config.rig import SELF_TEST_RATE
+from controller.rig import PUMP_NAMES
 
 if TYPE_CHECKING:
     from controller.config.rig import RigConfig

@@ -14,7 +14,7 @@ from pydantic import model_validator
 from controller import sizing
 from controller.config._fields import OneLine, RuleViolation, Strict, bounded, check_rules, text
 from controller.config.flows import and_list, excesses, pump_demands
-from controller.config.rig import PUMP_HARD_MAX
+from controller.rig import PUMP_HARD_MAX
 
 Mode = Literal["pe", "pe_adsorption", "pe_filtration", "li_als", "adsorption"]
 Adsorber = Literal["resin", "anion_resin", "charcoal"]

@@ -12,54 +12,11 @@ from pydantic import AliasChoices, Field, model_validator
 
 from controller.config._fields import RuleViolation, Strict, bounded, check_rules
 from controller.config.mqtt import MqttSettings
+from controller.rig import PUMP_HARD_MAX, PUMP_NAMES
 
-PUMP_NAMES = (
-    "blood",
-    "plasma",
-    "replacement",
-    "loop",
-    "filtrate",
-    "substitution",
-    "return",
-    "heparin",
-)
-#: Hard maxima of each pump (SPEC 3), mL/min; heparin in mL/h.
-PUMP_HARD_MAX: dict[str, float] = {
-    "blood": 250.0,
-    "plasma": 60.0,
-    "replacement": 60.0,
-    "loop": 300.0,
-    "filtrate": 100.0,
-    "substitution": 100.0,
-    "return": 60.0,
-    "heparin": 20.0,
-}
-#: The rate the self-test runs each pump at to check its encoder (controller/app.py);
+#: The rate the self-test runs each pump at to check its encoder (controller/control/steps);
 #: a rig's max_rate must allow it (mL/min; heparin mL/h).
 SELF_TEST_RATE: dict[str, float] = dict.fromkeys(PUMP_NAMES, 10.0) | {"blood": 30.0}
-VALVE_POSITIONS: dict[str, tuple[str, ...]] = {
-    "plasma_route": ("waste", "collect"),
-    "venous_clamp": ("closed", "open"),
-}
-PRESSURE_NAMES = (
-    "access",
-    "pre_separator",
-    "plasma",
-    "return",
-    "pre_filter",
-    "filtrate",
-    "pre_adsorber",
-    "post_adsorber",
-)
-SCALE_NAMES = (
-    "replacement_bag",
-    "waste_bag",
-    "substitution_bag",
-    "outer_chamber",
-    "inner_chamber",
-)
-SENSOR_NAMES = (*PRESSURE_NAMES, *SCALE_NAMES, "plasma_temp", "map")
-DETECTOR_NAMES = ("air_return", "blood_leak")
 
 
 class PumpConfig(Strict):
@@ -251,7 +208,12 @@ class SimRig(Strict):
 
 class RigConfig(Strict):
     rig_id: str = Field("rig-01", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    backend: Literal["sim", "serial"] = "sim"
+    backend: str = Field(
+        "sim",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="the HAL backend: sim, serial, or one a package registers (entry-point"
+        " group alsctl.hal, docs/hal.md); an unknown name is refused when the run opens it",
+    )
     serial: SerialLink = SerialLink()
     firmware_tick_ms: int = bounded(10, 1, 50, "ms", "firmware tick")
     sample_period_ms: int = bounded(100, 10, 500, "ms", "firmware sample period")

@@ -20,7 +20,7 @@ from controller.config._fields import (
     check_rules,
     text,
 )
-from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
+from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
 
 PumpName = Literal[PUMP_NAMES]  # type: ignore[valid-type]
 ScaleName = Literal[SCALE_NAMES]  # type: ignore[valid-type]

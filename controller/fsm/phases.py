@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_HARD_MAX, PUMP_NAMES
+from controller.rig import PUMP_HARD_MAX, PUMP_NAMES
 from controller.sizing import (
     BAG_MIN_ML,
     BLOOD_RAMP_ML_MIN_PER_S,

@@ -1,40 +1,11 @@
-"""Backends by name, as python-can picks its interfaces: `sim` or `serial`, never a fallback.
+"""The HAL: the only door between the controller and a rig (ARCHITECTURE rule 1).
 
-Modules are imported only when their backend is asked for, so the simulator is not loaded on
-a bench PC driving a real rig, and a broken backend fails loudly with its name.
+`base.py` is the interface and its declared capabilities; `registry.py` finds a backend by
+name (built-in `sim` and `serial`, or an entry point of group `alsctl.hal`); docs/hal.md
+shows how to add one and run the contract suite against it.
 """
 
-from __future__ import annotations
+from controller.hal.base import Capabilities, Hal
+from controller.hal.registry import BUILT_IN, backend_class, backends, open_hal
 
-import importlib
-from typing import Any
-
-from controller.errors import HalError
-from controller.hal.base import Hal
-
-BACKENDS: dict[str, str] = {
-    "sim": "controller.hal.sim:SimHal",
-    "serial": "controller.hal.serial:SerialHal",
-}
-
-
-def backend_class(name: str) -> type[Hal]:
-    """The HAL class registered as `name`; unknown names are an error, not a default."""
-    target = BACKENDS.get(name)
-    if target is None:
-        raise HalError(f"unknown HAL backend {name!r}; backends are {', '.join(BACKENDS)}")
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HalError(f"HAL backend {name!r} cannot be loaded: {exc}") from exc
-    cls: type[Hal] = getattr(module, attr)
-    return cls
-
-
-def open_hal(name: str, *args: Any, **kwargs: Any) -> Hal:
-    """An unconnected HAL of backend `name`, built with the backend's own arguments."""
-    return backend_class(name)(*args, **kwargs)
-
-
-__all__ = ["BACKENDS", "Hal", "backend_class", "open_hal"]
+__all__ = ["BUILT_IN", "Capabilities", "Hal", "backend_class", "backends", "open_hal"]

@@ -14,76 +14,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import Any, ClassVar, Self
 
-from controller.config.rig import (
+from controller.config.rig import RigConfig
+from controller.errors import HalError, SafetyError
+from controller.rig import (
     DETECTOR_NAMES,
     PUMP_HARD_MAX,
     PUMP_NAMES,
     SENSOR_NAMES,
     VALVE_POSITIONS,
-    RigConfig,
+    FirmwareState,
+    PumpReading,
+    Reading,
+    SafeReason,
+    Sample,
 )
-from controller.errors import HalError, SafetyError
-
-
-class FirmwareState(StrEnum):
-    RUNNING = "running"
-    SAFE = "safe"
-
-
-class SafeReason(StrEnum):
-    """Why the firmware is in its safe state (protocol codes in docs/protocol.md)."""
-
-    NONE = "none"
-    AIR = "air"
-    RETURN_LOW = "return_low"
-    RETURN_HIGH = "return_high"
-    ACCESS_LOW = "access_low"
-    BLOOD_LEAK = "blood_leak"
-    HEARTBEAT = "heartbeat"
-    COMMAND = "command"
-    BOOT = "boot"
-    SENSOR = "sensor"
-
-
-@dataclass(frozen=True, slots=True)
-class PumpReading:
-    commanded: float
-    measured: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A sensor value and whether the firmware vouches for it (missing / out of range)."""
-
-    value: float
-    valid: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One timestamped snapshot of the whole rig, as the firmware reported it."""
-
-    t_ms: int
-    seq: int
-    pumps: Mapping[str, PumpReading]
-    sensors: Mapping[str, Reading]
-    detectors: Mapping[str, bool]
-    valves: Mapping[str, str]
-    state: FirmwareState
-    safe_reason: SafeReason
-    #: each pump's cumulative encoder volume since the firmware's power-on (mL): what a
-    #: resumed controller needs to account what moved while nobody was listening
-    totals_ml: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def t_s(self) -> float:
-        return self.t_ms / 1000.0
-
-    @property
-    def safe(self) -> bool:
-        return self.state is FirmwareState.SAFE
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +106,33 @@ def check_valve(name: str, position: str) -> None:
         raise HalError(f"valve {name}: position {position!r} is not one of {allowed}")
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, declared by it rather than guessed from its type."""
+
+    #: uploaded limits are read back, so a mismatch can refuse to go on
+    limits_readback: bool = True
+    #: the rig goes safe by itself when the controller's heartbeats stop
+    watchdog: bool = True
+    #: samples carry each pump's cumulative encoder volume (what a resume accounts from)
+    encoder_totals: bool = True
+    #: the rig outlives the controller's process (a resume can continue a session)
+    outlives_controller: bool = True
+    #: faults can be injected into it (a simulated rig)
+    fault_injection: bool = False
+
+
 class Hal(ABC):
     """A rig seen from the controller. Commands raise `CommandRefused` on a NAK."""
 
     backend: str = "abstract"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def from_config(cls, rig: RigConfig, **overrides: Any) -> Self:
+        """The one way a backend is built (registry.open_hal): the rig file, plus what the
+        command line overrides (a port, a pace, a scenario for a simulated rig)."""
+        return cls(rig, **overrides)  # type: ignore[call-arg]  # each backend's own arguments
 
     def __init__(self) -> None:
         self._events: list[HalEvent] = []
@@ -305,6 +274,7 @@ __all__ = [
     "DETECTOR_NAMES",
     "PUMP_NAMES",
     "SENSOR_NAMES",
+    "Capabilities",
     "FirmwareInfo",
     "FirmwareLimits",
     "FirmwareState",

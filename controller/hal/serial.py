@@ -20,16 +20,15 @@ from collections import deque
 
 import serial_asyncio_fast
 
-from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS, RigConfig
+from controller.config.rig import RigConfig
 from controller.errors import CommandRefused, HalError, LinkError, LinkTimeout
-from controller.hal import protocol as p
-from controller.hal.base import (
-    FirmwareInfo,
-    FirmwareLimits,
+from controller.hal.base import FirmwareInfo, FirmwareLimits, Hal, HalEvent, HalEventKind
+from controller.protocol import codec as p
+from controller.rig import (
+    PUMP_NAMES,
+    SENSOR_NAMES,
+    VALVE_POSITIONS,
     FirmwareState,
-    Hal,
-    HalEvent,
-    HalEventKind,
     PumpReading,
     Reading,
     SafeReason,

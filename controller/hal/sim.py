@@ -12,25 +12,22 @@ import asyncio
 from collections import deque
 
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.errors import CommandRefused, HalError, LinkTimeout
 from controller.hal.base import (
+    Capabilities,
     FirmwareInfo,
     FirmwareLimits,
-    FirmwareState,
     Hal,
     HalEvent,
     HalEventKind,
-    PumpReading,
-    Reading,
-    SafeReason,
-    Sample,
 )
+from controller.protocol import PROTOCOL_VERSION
+from controller.rig import PUMP_NAMES, FirmwareState, PumpReading, Reading, SafeReason, Sample
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import (
     FIRMWARE_VERSION,
-    PROTOCOL_VERSION,
     Firmware,
     FirmwareEvent,
     Limits,
@@ -92,6 +89,8 @@ class SimHal(Hal):
     """The simulated rig. `speed=None` runs as fast as possible."""
 
     backend = "sim"
+    #: a rig in this process: it ends with it, and takes faults
+    capabilities = Capabilities(outlives_controller=False, fault_injection=True)
 
     def __init__(
         self,

@@ -46,7 +46,6 @@ from controller.app import ACCOUNTED, EXPIRED, Controller, Status
 from controller.config.mqtt import COMMANDS, MqttSettings
 from controller.config.prescription import Prescription
 from controller.fsm.machine import leaf
-from controller.hal.base import Sample
 from controller.journal import Committed, Journal, JournalError
 from controller.mqtt.broker import Broker
 from controller.mqtt.models import (
@@ -66,6 +65,7 @@ from controller.mqtt.models import (
     topic,
 )
 from controller.recorder import trend_row
+from controller.rig import Sample
 
 log = logging.getLogger("alsctl.mqtt")
 

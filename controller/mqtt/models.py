@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, create_model
 
 from controller.config._fields import OneLine, text
-from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
+from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
 
 ROOT = "als"
 

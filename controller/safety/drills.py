@@ -20,7 +20,8 @@ from controller.app import Controller, Status
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.config.scenario import FaultEvent
-from controller.hal.base import HalEventKind, Sample
+from controller.hal.base import HalEventKind
+from controller.rig import Sample
 from controller.runner import CLEAR, RunOptions, run_treatment
 from controller.summary import Summary
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
-from controller.config.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, RigConfig
-from controller.hal.base import SafeReason, Sample
+from controller.config.rig import RigConfig
+from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SafeReason, Sample
 from controller.safety.alarms import AlarmManager, Priority
 from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from controller.hal.base import Sample
+from controller.rig import Sample
 
 PAIR_MMHG = 15.0
 HOLD_MS = 5000

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from controller.config.rig import AlarmLimits
-from controller.hal.base import Sample
+from controller.rig import Sample
 
 #: Readings averaged before judging (noise of one reading: ~1 mmHg)
 SMOOTH_MS = 1000

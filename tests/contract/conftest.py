@@ -18,7 +18,8 @@ import pytest
 
 from controller.config.rig import RigConfig
 from controller.hal import open_hal
-from controller.hal.base import FirmwareLimits, Hal, Sample
+from controller.hal.base import FirmwareLimits, Hal
+from controller.rig import Sample
 from tests.sim_process import firmware_sim_process
 
 BACKENDS = ["sim", "serial"]
@@ -54,7 +55,19 @@ class Rig:
         await self.run_for(500)
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every built-in backend, and any named with --hal-backend. Tests that inject faults
+    (marked `faults`) run where faults can be injected: the simulated rig, and the serial
+    backend against `alsctl firmware-sim`."""
+    if "rig" not in metafunc.fixturenames:
+        return
+    names = BACKENDS + list(metafunc.config.getoption("hal_backend"))
+    if metafunc.definition.get_closest_marker("faults") is not None:
+        names = [n for n in names if n in BACKENDS]
+    metafunc.parametrize("rig", names, indirect=True)
+
+
+@pytest.fixture
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     config = RigConfig(rig_id=RIG_ID, backend=request.param)
     with contextlib.ExitStack() as stack:

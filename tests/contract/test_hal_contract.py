@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
-from controller.config.rig import DETECTOR_NAMES, PUMP_NAMES, SENSOR_NAMES
 from controller.errors import CommandRefused, HalError
 from controller.hal import backend_class, open_hal
-from controller.hal.base import FirmwareLimits, FirmwareState, HalEventKind, SafeReason
+from controller.hal.base import FirmwareLimits, HalEventKind
+from controller.rig import DETECTOR_NAMES, PUMP_NAMES, SENSOR_NAMES, FirmwareState, SafeReason
 from tests.contract.conftest import Rig
 
 
@@ -83,6 +83,7 @@ async def test_invalid_names_are_errors_before_the_wire(rig: Rig) -> None:
         await rig.hal.set_valve("venous_clamp", "ajar")
 
 
+@pytest.mark.faults
 async def test_air_in_the_return_line_stops_the_rig_within_one_tick(rig: Rig) -> None:
     await rig.arm_with_blood_flow()
     rig.hal.drain_events()

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from controller.config.loading import load_prescription, load_rig
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
+from controller.rig import PUMP_NAMES
 from controller.safety.drills import DRILLS, Drill, DrillResult, run_drill
 from controller.safety.hazards import Response, hazard_table
 from tests.sim_process import firmware_sim_process

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.errors import CommandRefused, LinkError
 from controller.hal.base import FirmwareLimits, HalEventKind
 from controller.hal.serial import SerialHal
+from controller.rig import PUMP_NAMES
 from firmware_sim.server import FirmwareServer
 
 RATE = 0.05

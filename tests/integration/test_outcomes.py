@@ -24,10 +24,10 @@ from controller.app import Controller, Status
 from controller.cli import main, report_path
 from controller.config.loading import load_rig
 from controller.config.prescription import Prescription
-from controller.hal.base import SafeReason
 from controller.journal import Journal
 from controller.outcome import EXIT_CODES, Outcome
 from controller.report import render
+from controller.rig import SafeReason
 from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_crash_resume import Lines
 

@@ -12,9 +12,10 @@ from controller.config.compat import check_pair
 from controller.config.flows import pump_demands
 from controller.config.loading import load_prescription, validate
 from controller.config.prescription import Prescription
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.fsm import phases
 from controller.fsm.phases import Progress
+from controller.rig import PUMP_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_RX = sorted((ROOT / "config/prescriptions").glob("*.yaml"))

@@ -10,8 +10,9 @@ import dataclasses
 
 import pytest
 
-from controller.config.rig import PUMP_NAMES, RigConfig
+from controller.config.rig import RigConfig
 from controller.hal.base import FirmwareLimits
+from controller.rig import PUMP_NAMES
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import Firmware, FirmwareEvent, Limits, Nak, Reason
 from firmware_sim.physics import Physics

@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.hal import protocol as p
-from controller.hal.vectors import VECTORS, markdown
+from controller.protocol import codec as p
+from controller.protocol.vectors import VECTORS, markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -26,7 +26,7 @@ def test_crc_is_ccitt_false_with_its_check_value() -> None:
 
 def test_every_vector_in_the_document_decodes_to_its_message() -> None:
     text = DOC.read_text()
-    assert markdown() in text, "run `python -m controller.hal.vectors` and update the doc"
+    assert markdown() in text, "run `python -m controller.protocol.vectors` and update the doc"
     found = re.findall(r"`((?:[0-9a-f]{2})+00)`", text)
     assert len(found) == len(VECTORS)
     for hex_frame, (title, msg, seq, ack) in zip(found, VECTORS, strict=True):
@@ -125,3 +125,31 @@ def test_fuzz_a_mutated_frame_is_never_accepted_as_something_else(
 
         body = cobs.decode(bytes(frame[: frame.index(0)]))
         assert p.crc16(body[:-2]) == p.CRC.unpack(body[-2:])[0]
+
+
+def test_the_wire_tables_and_the_rig_layout_agree() -> None:
+    """The wire order is frozen in controller/protocol/wire.py; the rig's names live in
+    controller/rig. Reordering one without the other would renumber pumps on the wire."""
+    from controller import rig
+    from controller.protocol import wire
+
+    assert wire.WIRE_PUMPS == rig.PUMP_NAMES
+    assert wire.WIRE_SENSORS == rig.SENSOR_NAMES
+    assert tuple(rig.VALVE_POSITIONS) == wire.WIRE_VALVES
+    assert wire.WIRE_VALVE_POSITIONS == rig.VALVE_POSITIONS
+    assert tuple(r.value for r in rig.SafeReason) == wire.REASONS
+    assert tuple(r.value for r in rig.Refusal) == wire.NAKS
+    assert tuple(e.value for e in rig.FirmwareEvent) == wire.EVENTS
+
+
+def test_the_protocol_version_is_defined_once() -> None:
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    defined = [
+        str(path.relative_to(root))
+        for folder in ("controller", "firmware_sim")
+        for path in (root / folder).rglob("*.py")
+        if "PROTOCOL_VERSION = " in path.read_text()
+    ]
+    assert defined == ["controller/protocol/wire.py"]

@@ -18,8 +18,9 @@ import pytest
 
 from controller.config import Prescription, RigConfig
 from controller.config.loading import load_prescription, load_rig, validate
-from controller.config.rig import PUMP_NAMES, SELF_TEST_RATE
+from controller.config.rig import SELF_TEST_RATE
 from controller.errors import ConfigError
+from controller.rig import PUMP_NAMES
 from controller.runner import RunOptions, run_treatment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,49 +22,29 @@ from typing import ClassVar
 
 from cobs import cobs
 
-from controller.config.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
+from controller.protocol.wire import (
+    EVENTS,
+    NAKS,
+    PROTOCOL_VERSION,
+    REASONS,
+    WIRE_PUMPS,
+    WIRE_SENSORS,
+    WIRE_VALVE_POSITIONS,
+    WIRE_VALVES,
+)
 
-PROTOCOL_VERSION = 2
 HEADER = struct.Struct("<BBHH")  # version, type, seq, ack
 CRC = struct.Struct("<H")
 #: Largest decoded frame (header + payload + CRC); anything longer is garbage.
 MAX_FRAME = 256
 #: ... and its COBS encoding: one code byte per 254 bytes, plus one.
 MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1
-VALVE_NAMES = tuple(VALVE_POSITIONS)
-#: Safe-state reasons, event codes and NAK codes by number (docs/protocol.md tables).
-REASONS = (
-    "none",
-    "air",
-    "return_low",
-    "return_high",
-    "access_low",
-    "blood_leak",
-    "heartbeat",
-    "command",
-    "boot",
-    "sensor",
-)
-EVENTS = (
-    "none",
-    "entered_safe",
-    "armed",
-    "limits_changed",
-    "reset",
-    "fault_injected",
-    "fault_cleared",
-)
-NAKS = (
-    "none",
-    "out_of_range",
-    "unknown_id",
-    "in_safe_state",
-    "cause_present",
-    "bad_limits",
-    "bad_payload",
-    "unsupported",
-    "no_session",
-)
+VALVE_NAMES = WIRE_VALVES
+PUMP_NAMES = WIRE_PUMPS
+SENSOR_NAMES = WIRE_SENSORS
+VALVE_POSITIONS = WIRE_VALVE_POSITIONS
+#: the tables a codec user reads by number, from here as from wire.py
+__all__ = ["EVENTS", "NAKS", "PROTOCOL_VERSION", "REASONS"]
 
 
 def crc16(data: bytes) -> int:

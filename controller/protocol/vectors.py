@@ -1,12 +1,12 @@
 """Test vectors of docs/protocol.md: one frame per message type, with its decoded form.
 
-`python -m controller.hal.vectors` prints the markdown table that the document embeds; a test
+`python -m controller.protocol.vectors` prints the markdown table that the document embeds; a test
 decodes every hex string found in the document and checks it against this list.
 """
 
 from __future__ import annotations
 
-from controller.hal import protocol as p
+from controller.protocol import codec as p
 
 NAN = float("nan")
 
