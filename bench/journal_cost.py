@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from controller import journal as jr
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 from controller.journal import Journal, JournalHealth
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 
 class NullJournal(Journal):

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from controller import journal as jr
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 from controller.journal import Journal
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 
 def journal_growth(folder: Path) -> tuple[Path, float, float]:

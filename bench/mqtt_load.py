@@ -29,14 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.app import Controller, Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
+from controller.control import Controller, View
 from controller.hal.sim import SimHal
 from controller.journal import Journal
 from controller.mqtt.bridge import MqttBridge
 from controller.mqtt.broker import Broker
 from controller.mqtt.local import EXAMPLE_PASSWORDS, LocalBroker
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 
 def pct(values: list[float], q: float) -> float:
@@ -66,7 +66,7 @@ async def one_run(
         assert isinstance(c.hal, SimHal)
         hal.append(c.hal)
 
-    def on_status(s: Status) -> None:
+    def on_status(s: View) -> None:
         lateness.append((loop.time() - hal[0].due(s.t_ms)) * 1000.0)
 
     bridge = None
@@ -79,8 +79,8 @@ async def one_run(
             gate=CLEAR,
             speed=speed,
             journal=journal,
-            mqtt=bridge,
-            on_status=on_status,
+            edges=[bridge],
+            on_view=on_status,
             on_controller=on_controller,
         )
         run = asyncio.create_task(run_treatment(rig, rx, opts))

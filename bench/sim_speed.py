@@ -5,7 +5,7 @@ controller's part reduced to a heartbeat every 200 ms, and prints JSON. Two peer
 measured in the same run, on the same machine:
 
 - `naive_fixed_step`: the obvious design, every 10 ms tick integrating the physics and
-  checking the protective system (what REFERENCE.md estimates at ~4900x);
+  checking the protective system (what docs/reference.md estimates at ~4900x);
 - `simhal_samples`: the same firmware behind SimHal, every sample converted to a HAL
   `Sample` and awaited, as the controller sees it.
 

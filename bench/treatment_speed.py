@@ -17,8 +17,8 @@ import platform
 import time
 
 from bench.sim_speed import bench_firmware
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 
 def main() -> None:

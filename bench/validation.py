@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import sizing
+from controller import clinical
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.rig import PUMP_NAMES
-from controller.runner import CLEAR, RunOptions, run_treatment
 from firmware_sim import kinetics
 from firmware_sim.physics import Physics, PhysicsParams, physics_for
 
@@ -238,7 +238,7 @@ def pe_session() -> Result:
     return {
         "bilirubin": 100.0 * summary.solutes["bilirubin"].removal,
         "il6": 100.0 * summary.solutes["il6"].removal,
-        "il6_bound": 100.0 * sizing.expected_removal(2500.0, rx.plasma_volume_ml),
+        "il6_bound": 100.0 * clinical.expected_removal(2500.0, rx.plasma_volume_ml),
         "rebound": rebound_24h(ph),
     }
 
@@ -670,7 +670,7 @@ REFERENCES = {
     " return in DPMAS treatment: a prospective randomized controlled study. Chin J Blood"
     " Purif 2025;24(1). Albumin lost without reinfusion 11.9 (10.4-13.0) g.",
     "[SAE]": "Selective albumin exchange: a novel and simple method to remove bilirubin (EC-20W"
-    " secondary separator, 5 patients, 10 sessions of 10 h); as quoted in REFERENCE.md"
+    " secondary separator, 5 patients, 10 sessions of 10 h); as quoted in docs/reference.md"
     " (authors and journal not checked here).",
     "[Stadlbauer]": "Stadlbauer V, et al. Effect of extracorporeal liver support by MARS and"
     " Prometheus on serum cytokines in acute-on-chronic liver failure. Crit Care"
@@ -680,7 +680,8 @@ REFERENCES = {
     "[Beraud]": "Beraud M, Al Hashami S, Lozano M, Bah A, Keith P. Role of therapeutic plasma"
     " exchange in the management of COVID-19-induced cytokine storm syndrome. Transfus Apher"
     " Sci 2022;61(4):103433.",
-    "[REF]": "REFERENCE.md, 'Adsorbers and filters' (the project's reference figures).",
+    "[REF]": "[reference.md](reference.md), 'Adsorbers and filters'"
+    " (the project's reference figures).",
 }
 
 
@@ -760,7 +761,7 @@ def notes(table: list[Row]) -> str:
 
 def parameters() -> str:
     """The kinetic parameters as the code holds them (so the page cannot drift from it)."""
-    pv = sizing.plasma_volume_ml(70.0, 0.30)
+    pv = clinical.plasma_volume_ml(70.0, 0.30)
     solutes = (kinetics.il6(500.0), kinetics.bilirubin(420.0), kinetics.albumin(30.0))
     lines = [
         "| solute | extravascular pool | exchange | generation | endogenous clearance |"

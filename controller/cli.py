@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller import examples, sizing
+from controller import examples
 from controller.config import (
     MODELS,
     Prescription,
@@ -30,6 +30,7 @@ from controller.config.checklist import GateAnswers
 from controller.config.compat import require_pair
 from controller.config.loading import issues_from
 from controller.errors import AlsError, ConfigError, ConfigIssue, printable
+from controller.fsm import plan as sizing
 from controller.outcome import EXIT_CODES, Outcome
 from controller.safety.gate import QUESTIONS
 from controller.summary import Summary
@@ -179,9 +180,9 @@ def _speed(text: str) -> float | None:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from controller.app import RunOptions, run_treatment
     from controller.journal import Journal
     from controller.progress import Progress
-    from controller.runner import RunOptions, run_treatment
 
     if args.resume is not None:
         return _resume(args)
@@ -212,17 +213,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             port=port,
             scenario=scenario,
             speed=args.speed,
-            on_status=progress.status,
             gate=answers,
             auto_resume_s=args.auto_resume,
             journal=journal,
-            mqtt=bridge,
+            edges=[progress] if bridge is None else [progress, bridge],
             hold_at_ready=args.hold,
             handle_signals=True,
         )
         with progress:
-            summary, controller = asyncio.run(run_treatment(rig, rx, opts))
-    return _finish_run(args, progress, summary, controller.session_id)
+            summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+    return _finish_run(args, progress, summary, summary.session)
 
 
 def _backend(args: argparse.Namespace, rig: RigConfig, rig_path: Path) -> tuple[str, str | None]:
@@ -319,8 +319,8 @@ def _resume(args: argparse.Namespace) -> int:
     import asyncio
 
     from controller import journal as jr
+    from controller.app import RunOptions, resume_treatment
     from controller.progress import Progress
-    from controller.runner import RunOptions, resume_treatment
 
     if not args.port:
         raise AlsError("--resume continues on the rig that outlived its controller: give --port")
@@ -340,15 +340,15 @@ def _resume(args: argparse.Namespace) -> int:
             return False
         return await asyncio.to_thread(_ask_yes, "resume?")
 
+    bridge = _mqtt_bridge(args, RigConfig.model_validate(record.snapshots["rig"]))
     with jr.Journal(args.journal) as journal:
         journal.subscribe(progress.committed)
         opts = RunOptions(
             backend="serial",
             port=args.port,
-            on_status=progress.status,
             auto_resume_s=args.auto_resume,
             journal=journal,
-            mqtt=_mqtt_bridge(args, RigConfig.model_validate(record.snapshots["rig"])),
+            edges=[progress] if bridge is None else [progress, bridge],
         )
         with progress:
             summary, _ = asyncio.run(resume_treatment(record, opts, confirm))
@@ -359,9 +359,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     """Every session with its outcome; running ones told from dead ones; the exact resume
     command only where a resume can succeed (the same rule the resume applies)."""
     from controller import journal as jr
+    from controller.app import resume_refusal
     from controller.fsm.machine import leaf
     from controller.progress import clock
-    from controller.runner import resume_refusal
 
     rows = jr.sessions(args.journal)
     print(

@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from controller.app import Status
-from controller.fsm.machine import TransitionRecord
+from controller.control.events import Edge, View
 from controller.journal import Committed
 from controller.summary import Summary
 
@@ -30,7 +29,7 @@ def clock(t_ms: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class Progress:
+class Progress(Edge):
     def __init__(self, out: TextIO, live: bool) -> None:
         self.out = out
         self.live: Live | None = (
@@ -60,9 +59,6 @@ class Progress:
             else:
                 print(line, file=self.out, flush=True)
 
-    def transition(self, record: TransitionRecord) -> None:
-        self._print(f"{clock(record.t_ms)}  {record.source} -> {record.dest}  ({record.cause})")
-
     def committed(self, events: list[Committed]) -> None:
         """Transitions and alarms once the journal holds them (never shown before), with
         their journal number so a line on the screen can be found in the file."""
@@ -87,10 +83,12 @@ class Progress:
                 continue
             self._print(f"{clock(e.t_ms)}  {what}  [#{e.id}]")
 
-    def status(self, status: Status) -> None:
-        if status.t_ms < self._next_ms:
+    def view(self, view: View) -> None:
+        if view.t_ms < self._next_ms:
             return
-        v = status.volumes
+        status = view
+        alarms = view.alarm_ids()
+        v = view.volumes
         if self.live is not None:
             self._next_ms = status.t_ms + LIVE_EVERY_MS
             table = Table(title=f"{status.phase}  rig time {clock(status.t_ms)}")
@@ -102,7 +100,7 @@ class Progress:
                 f"{v.pumped_ml['filtrate']:.0f} mL",
                 f"{v.fluid_balance_ml:+.0f} mL",
                 f"{status.sample.sensors['map'].value:.0f} mmHg",
-                ", ".join(status.alarms) or "none",
+                ", ".join(alarms) or "none",
             )
             self.live.update(table, refresh=True)
         else:
@@ -111,7 +109,7 @@ class Progress:
                 f"{clock(status.t_ms)}  {status.phase:<16} exchanged {v.exchanged_ml:6.0f} mL"
                 f"  processed {v.processed_ml:6.0f} mL  balance {v.fluid_balance_ml:+5.0f} mL"
                 f"  MAP {status.sample.sensors['map'].value:3.0f}"
-                + (f"  ALARM {', '.join(status.alarms)}" if status.alarms else "")
+                + (f"  ALARM {', '.join(alarms)}" if alarms else "")
             )
 
     @staticmethod

@@ -1,9 +1,9 @@
-"""Feeds the journal from a running controller: what happened, and enough to show and resume it.
+"""Feeds the journal from the loop's event bus: what happened, and enough to show and resume it.
 
-Kept out of the controller so the control loop knows nothing of SQLite: it calls the hooks
-it always had (status every cycle, transitions, events) and this turns them into rows.
-Everything here is cheap per cycle: a checkpoint dict, a tuple on a ring buffer, and a trend
-row once per second of rig time. Around an alarm the ring (the last `window_ms` at full rate)
+An edge like any other, so the control loop knows nothing of SQLite: it publishes a view
+every cycle, transitions, events and checkpoints, and this turns them into rows. Everything
+here is cheap per cycle: a tuple on a ring buffer, and a trend row once per second of rig
+time. Around an alarm the ring (the last `window_ms` at full rate)
 is written out and full rate goes on for as long again, so the report can show what led to
 it and what followed.
 """
@@ -14,9 +14,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from controller.app import Controller, Status
+from controller.config.prescription import Prescription
+from controller.control.checkpoint import Checkpoint
+from controller.control.events import Alarmed, Attachment, Edge, Event, RequestPort, View
 from controller.fsm.machine import TransitionRecord
-from controller.journal import Journal
+from controller.journal import Journal, JournalError
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, Sample
 
 TREND_MS = 1000
@@ -25,10 +27,6 @@ WINDOW_MS = 30_000
 #: chatters for hours must not grow the journal without bound; later windows are skipped,
 #: and the journal says so once.
 FULL_RATE_BUDGET = 12_000
-#: A resumed run starts from the newest checkpoint and adds what the encoders' totals say
-#: the pumps moved after it; the period only bounds how stale the phase and alarms can be.
-#: Every transition and alarm also writes one.
-CHECKPOINT_MS = 500
 
 
 def trend_row(
@@ -59,12 +57,12 @@ def trend_row(
     }
 
 
-class Recorder:
+class Recorder(Edge):
+    """The journal's edge of the event bus: trends, events, transitions and checkpoints."""
+
     def __init__(
         self,
         journal: Journal,
-        session: int,
-        controller: Controller,
         *,
         solutes: Callable[[], dict[str, float]] | None = None,
         columns: Callable[[], dict[str, dict[str, list[float]]]] | None = None,
@@ -72,23 +70,29 @@ class Recorder:
         resumed: bool = False,
     ) -> None:
         self.journal = journal
-        self.session = session
-        self.controller = controller
+        self.session = 0
+        self.port: RequestPort | None = None
         self.solutes = solutes
         self.columns = columns
         self._ring: deque[tuple[Sample, str, tuple[float, float, float]]] = deque(
             maxlen=max(1, WINDOW_MS // period_ms)
         )
         self._next_trend_ms = 0
-        self._next_checkpoint_ms = 0
         self._full_until_ms = -1
         self._full_rows = 0
         self._budget_told = False
         #: a new session is this process's from its start; a resumed one from its restore
+        #: (its first checkpoint): a declined or refused resume leaves the row as it was
         self._claimed = not resumed
-        #: the journal's health last told to the controller (a sentinel: tell it at once,
-        #: so a resumed run re-judges a journal alarm it inherited)
+        #: the journal's health last told to the loop (a sentinel: tell it at once, so a
+        #: resumed run re-judges a journal alarm it inherited)
         self._unavailable: str | bool | None = False
+
+    def attach(self, run: Attachment) -> None:
+        if run.session is None:
+            raise JournalError("the recorder journals a session: give it one")
+        self.port = run.port
+        self.session = run.session
 
     def _extra(self) -> dict[str, float]:
         return self.solutes() if self.solutes is not None else {}
@@ -96,23 +100,21 @@ class Recorder:
     def _columns(self) -> dict[str, dict[str, list[float]]] | None:
         return self.columns() if self.columns is not None else None
 
-    def status(self, status: Status) -> None:
-        t = status.t_ms
+    def view(self, view: View) -> None:
+        t = view.t_ms
         unavailable = self.journal.unavailable
-        if unavailable != self._unavailable:
+        if unavailable != self._unavailable and self.port is not None:
             self._unavailable = unavailable
-            self.controller.journal_unavailable(t, unavailable)
-        v = status.volumes
+            self.port.journal_unavailable(t, unavailable)
+        v = view.volumes
         vols = (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml)
-        if t >= self._next_checkpoint_ms and self._checkpoint(t):
-            self._next_checkpoint_ms = t + CHECKPOINT_MS
         full = t <= self._full_until_ms and self._full_rows < FULL_RATE_BUDGET
         due = t >= self._next_trend_ms
         if not full:
-            self._ring.append((status.sample, status.phase, vols))
+            self._ring.append((view.sample, view.phase, vols))
         if full or due:
             # built once, for both tables
-            row = trend_row(status.sample, status.phase, vols, self._extra(), self._columns())
+            row = trend_row(view.sample, view.phase, vols, self._extra(), self._columns())
             if full:
                 self._full_rows += 1
                 self.journal.trend(self.session, t, True, row)
@@ -120,29 +122,18 @@ class Recorder:
                 self._next_trend_ms = t - t % TREND_MS + TREND_MS
                 self.journal.trend(self.session, t, False, row)
 
-    def _checkpoint(self, t_ms: int) -> bool:
-        c = self.controller
-        if c.resuming:
-            return False  # the journaled checkpoint is the one being resumed: keep it
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
         if not self._claimed:
-            # a resumed session is this process's only once restored: a declined or
-            # refused resume leaves the row exactly as it was
             self.journal.claim(self.session)
             self._claimed = True
-        self.journal.checkpoint(self.session, t_ms, c.machine.phase, c.checkpoint())
-        return True
+        body = checkpoint.model_dump(mode="json")
+        self.journal.checkpoint(self.session, checkpoint.t_ms, checkpoint.phase, body)
+
+    def prescription(self, rx: Prescription) -> None:
+        body = rx.model_dump(mode="json", exclude_none=True, by_alias=True)
+        self.journal.snapshot(self.session, "prescription_effective", body)
 
     def transition(self, record: TransitionRecord) -> None:
-        if self.controller.resuming:
-            return  # a resume that failed before restoring: its `fault` is not the session's
-        # the checkpoint (already in the new state) goes first: an event is committed at
-        # once with whatever is queued before it, so the file never holds a transition
-        # that its newest checkpoint has not seen
-        self._checkpoint(record.t_ms)
-        if record.dest == "connecting":
-            # the prescription the treatment runs on (an override restricts it)
-            rx = self.controller.rx.model_dump(mode="json", exclude_none=True, by_alias=True)
-            self.journal.snapshot(self.session, "prescription_effective", rx)
         self.journal.event(
             self.session,
             record.t_ms,
@@ -155,11 +146,10 @@ class Recorder:
             },
         )
 
-    def event(self, t_ms: int, kind: str, body: dict[str, Any]) -> None:
-        if kind == "alarm":
-            self._checkpoint(t_ms)
-        self.journal.event(self.session, t_ms, kind, body)
-        if kind == "alarm" and body.get("kind") == "raised":
+    def event(self, event: Event) -> None:
+        t_ms = event.t_ms
+        self.journal.event(self.session, t_ms, event.kind, event.body())
+        if isinstance(event, Alarmed) and event.alarm.kind == "raised":
             if self._full_rows + len(self._ring) > FULL_RATE_BUDGET:
                 if not self._budget_told:
                     self._budget_told = True

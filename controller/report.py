@@ -23,9 +23,9 @@ matplotlib.use("Agg")  # no display, ever: reports are written by CLI runs and C
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from controller.config.checklist import QUESTIONS
 from controller.journal import SessionRecord
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
-from controller.safety.gate import QUESTIONS
 
 PHASE_COLOURS = {
     "connecting": "#e8f0fe",

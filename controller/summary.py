@@ -93,6 +93,7 @@ class JournalOut(_Model):
 class Summary(_Model):
     rig_id: str
     backend: str
+    session: int | None = Field(None, description="the journal session (None: not journaled)")
     prescription: str
     mode: str
     outcome: Outcome = Field(

@@ -1,4 +1,4 @@
-"""Fault injection into the simulated rig: one fault per hazard row of SPEC 5.2.
+"""Fault injection into the simulated rig: one fault per hazard row of docs/spec.md 5.2.
 
 A fault is a change to the physics (air in the line, a clot, a stalled rotor, a hypotensive
 patient) or to the firmware's view of it (a stuck, missing or out-of-range sensor, a deaf

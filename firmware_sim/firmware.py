@@ -1,7 +1,7 @@
 """The simulated rig microcontroller: fixed tick, command checking, protective system.
 
 It knows the wire protocol's vocabulary and its own limits, never the controller's internals
-(ARCHITECTURE rule 4). Its protective system runs every tick, independent of the controller:
+(docs/architecture.md rule 4). Its protective system runs every tick, independent of the controller:
 air, return pressure outside its window, access below its limit, blood leak, an implausible
 return or access sensor, and heartbeat loss each put it in the safe state within one tick.
 Leaving the safe state needs an explicit arm once the cause is gone.

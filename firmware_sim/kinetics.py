@@ -32,12 +32,12 @@ ALBUMIN_EXTRAVASCULAR_PV = 1.5
 #: membrane session lowers bilirubin by the published 29 % (docs/validation.md): estimates.
 BILIRUBIN_EXTRAVASCULAR_PV = 3.0
 BILIRUBIN_EXCHANGE_PER_H = 0.40
-#: Normal bilirubin production, ~0.5 mmol/day (REFERENCE: 250-350 mg/day, mostly from haem),
+#: Normal bilirubin production, ~0.5 mmol/day (docs/reference.md: 250-350 mg/day, mostly from haem),
 #: in nmol/min (= umol/L x mL per min).
 BILIRUBIN_PRODUCTION_NMOL_MIN = 500_000 / 1440
 #: Membrane fouling: the albumin sieving of a secondary plasma separator fell from 0.30 to 0.13
-#: over 10 h at 2 L/h of filtrate (REFERENCE, selective albumin exchange), i.e. by e-fold per
-#: ~24 L of filtrate. Every solute's sieving is scaled by the same factor.
+#: over 10 h at 2 L/h of filtrate (docs/reference.md, selective albumin exchange), i.e. by e-fold
+#: per ~24 L of filtrate. Every solute's sieving is scaled by the same factor.
 FOULING_FILTRATE_ML = 20_000 / math.log(0.30 / 0.13)
 
 
@@ -103,7 +103,7 @@ def bilirubin(initial: float = 400.0) -> SoluteParams:
         exchange_per_h=BILIRUBIN_EXCHANGE_PER_H,
         generation_per_min=BILIRUBIN_PRODUCTION_NMOL_MIN,
         clearance_ml_min=BILIRUBIN_PRODUCTION_NMOL_MIN / initial if initial > 0 else 0.0,
-        # bound to albumin: passes the membrane as albumin does (REFERENCE: filtrate
+        # bound to albumin: passes the membrane as albumin does (docs/reference.md: filtrate
         # bilirubin/albumin ratio as in plasma, albumin sieving 0.30 on a fresh membrane)
         sieving=0.30,
         binding={

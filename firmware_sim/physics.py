@@ -1,4 +1,4 @@
-"""Circuit and patient physics of the simulated rig (SPEC sections 2 and 3).
+"""Circuit and patient physics of the simulated rig (docs/spec.md sections 2 and 3).
 
 Every volume moves from one named place to another in the same step, so the sum of all
 volumes (patient, bags, chambers, syringe, spill) is conserved up to float rounding: the
@@ -19,7 +19,6 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from controller import sizing
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
@@ -43,6 +42,17 @@ OVERSPEED_FACTOR = 1.3
 #: Encoder resolution, mL per count: peristaltic pumps, and the syringe's lead screw.
 ENCODER_ML = [1e-4] * 7 + [1e-6]
 PRESSURE_NOISE_MMHG = 0.8
+
+
+def patient_plasma_ml(weight_kg: float, hematocrit: float) -> float:
+    """The simulated patient's plasma volume: blood 65 mL/kg, less its cells.
+
+    Written here, not taken from the controller's estimator (controller/clinical.py): the
+    patient is the truth the controller estimates, so a bug in the estimate shows as a
+    difference from it instead of agreeing with itself.
+    """
+    blood_ml = 65.0 * weight_kg
+    return blood_ml * (1.0 - hematocrit)
 
 
 @dataclass(slots=True)
@@ -142,7 +152,7 @@ class Physics:
         p = params or PhysicsParams()
         self.params = p
         self._rng = random.Random(p.seed)
-        pv = sizing.plasma_volume_ml(p.weight_kg, p.hematocrit)
+        pv = patient_plasma_ml(p.weight_kg, p.hematocrit)
         #: volumes in mL; "patient" is the patient's plasma water that exchanges with the rig
         self.volumes: dict[str, float] = {
             "patient": pv,
@@ -355,7 +365,7 @@ class Physics:
         self.update_pressures()
 
     def _pv0(self) -> float:
-        return sizing.plasma_volume_ml(self.params.weight_kg, self.params.hematocrit)
+        return patient_plasma_ml(self.params.weight_kg, self.params.hematocrit)
 
     def _solutes(
         self,

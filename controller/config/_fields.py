@@ -1,6 +1,6 @@
 """Building blocks shared by the config models.
 
-A safety limit is never a bare number: it carries its default from SPEC 5.2 and the safe
+A safety limit is never a bare number: it carries its default from docs/spec.md 5.2 and the safe
 bounds it can be configured within, so pydantic refuses a weakened limit at load time and
 the error can say what range was allowed.
 """

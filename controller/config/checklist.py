@@ -1,4 +1,4 @@
-"""The pre-start checklist and the informed-consent override (SPEC 5.3), as config models.
+"""The pre-start checklist and the informed-consent override (docs/spec.md 5.3), as config models.
 
 `alsctl run --checklist FILE` reads a `GateAnswers`; `controller.safety.gate` judges it.
 """
@@ -20,6 +20,12 @@ class Checklist(Strict):
     severe_allergy_with_shock: bool = Field(
         description="severe allergy to consumables or blood products with uncorrected shock?"
     )
+
+
+#: Each checklist item as the operator is asked it.
+QUESTIONS: dict[str, str] = {
+    name: str(field.description) for name, field in Checklist.model_fields.items()
+}
 
 
 class Override(Strict):

@@ -1,7 +1,7 @@
 """The prescription: what one treatment should do, checked before anything starts.
 
-Field bounds are the limits of the rig and of practice (REFERENCE.md); cross-field rules are
-the clinical ones of SPEC sections 2 and 3, each reported against the field to change.
+Field bounds are the limits of the rig and of practice (docs/reference.md); cross-field rules are
+the clinical ones of docs/spec.md sections 2 and 3, each reported against the field to change.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from controller import sizing
+from controller import clinical
 from controller.config._fields import OneLine, RuleViolation, Strict, bounded, check_rules, text
 from controller.config.flows import and_list, excesses, pump_demands
 from controller.rig import PUMP_HARD_MAX
@@ -19,7 +19,7 @@ from controller.rig import PUMP_HARD_MAX
 Mode = Literal["pe", "pe_adsorption", "pe_filtration", "li_als", "adsorption"]
 Adsorber = Literal["resin", "anion_resin", "charcoal"]
 
-#: Which parts of the circuit each mode uses (SPEC section 2, table of modes).
+#: Which parts of the circuit each mode uses (docs/spec.md section 2, table of modes).
 MODES_WITH_EXCHANGE: frozenset[str] = frozenset({"pe", "pe_adsorption", "pe_filtration", "li_als"})
 MODES_WITH_LOOP: frozenset[str] = frozenset(
     {"pe_adsorption", "pe_filtration", "li_als", "adsorption"}
@@ -122,7 +122,7 @@ class Prescription(Strict):
     # Derived values: the resolved numbers the controller and the plan work from.
     @property
     def plasma_volume_ml(self) -> float:
-        return sizing.plasma_volume_ml(self.patient.weight_kg, self.patient.hematocrit)
+        return clinical.plasma_volume_ml(self.patient.weight_kg, self.patient.hematocrit)
 
     @property
     def has_exchange(self) -> bool:

@@ -1,6 +1,6 @@
-"""The rig: link, timing, pumps, sensors and the safety limits of SPEC 5.2.
+"""The rig: link, timing, pumps, sensors and the safety limits of docs/spec.md 5.2.
 
-Every limit has its SPEC default and safe bounds; a rig file can tighten a limit but never
+Every limit has its docs/spec.md default and safe bounds; a rig file can tighten a limit but never
 move it outside the bounds (e.g. the return low limit cannot go below 5 mmHg).
 """
 
@@ -91,7 +91,7 @@ class Sensors(Strict):
 
 
 class AlarmLimits(Strict):
-    """SPEC 5.2 defaults; bounds are the safe range each may be configured within."""
+    """docs/spec.md 5.2 defaults; bounds are the safe range each may be configured within."""
 
     return_low_mmhg: float = bounded(
         10.0,

@@ -1,4 +1,4 @@
-"""Scenarios: timed faults for the simulated rig, one kind per hazard of SPEC 5.2.
+"""Scenarios: timed faults for the simulated rig, one kind per hazard of docs/spec.md 5.2.
 
 The catalogue of fault names and their parameters lives here, with the models, so a scenario
 file is checked before a simulated treatment starts; `firmware_sim.faults` implements them.

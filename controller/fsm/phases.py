@@ -7,16 +7,16 @@ except the connection ramp, which is a rate limit by nature.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
-from controller.rig import PUMP_HARD_MAX, PUMP_NAMES
-from controller.sizing import (
-    BAG_MIN_ML,
+from controller.fsm.plan import (
     BLOOD_RAMP_ML_MIN_PER_S,
     RINSE_BACK_FLOW_ML_MIN,
     RINSE_BACK_ML,
 )
+from controller.rig import BAG_MIN_ML, PUMP_HARD_MAX, PUMP_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +161,45 @@ def paused(p: Prescription, pr: Progress, minimum_blood_ml_min: float) -> Setpoi
     return Setpoints(pumps, {"plasma_route": "waste", "venous_clamp": "open"})
 
 
-def treatment_sequence(p: Prescription) -> tuple[str, ...]:
-    """The phases this mode goes through after `connecting` (SPEC section 2 and 4)."""
-    if p.mode == "pe":
-        return ("exchange", "rinse_back")
-    if p.mode == "adsorption":
-        return ("purification", "rinse_back")
-    return ("exchange", "exchange_collect", "purification", "rinse_back")
+def _purified(p: Prescription, pr: Progress) -> str:
+    drawn = (
+        f", {pr.patient_plasma_ml:.0f} mL of the patient's plasma"
+        if p.purification_end.patient_plasma_ml is not None
+        else ""
+    )
+    return f"processed {pr.processed_ml:.0f} mL in {pr.purification_s / 60:.0f} min{drawn}"
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One phase of the treatment, as data: what it commands, when its goal is reached, and
+    the cause its end is journaled with. The state machine's `advance` guard reads `done`;
+    the control loop commands `setpoints`: no dispatch on phase names anywhere else."""
+
+    setpoints: Callable[[Prescription, Progress], Setpoints]
+    done: Callable[[Prescription, Progress], bool]
+    cause: Callable[[Prescription, Progress], str]
+
+
+PHASES: dict[str, Phase] = {
+    "connecting": Phase(connecting, connected, lambda p, pr: "blood flow at prescription"),
+    # with a loop, exchange ends where collection begins; without, at the exchange volume
+    "exchange": Phase(
+        exchange,
+        lambda p, pr: collection_due(p, pr) if p.has_loop else exchange_done(p, pr),
+        lambda p, pr: (
+            f"{p.exchange_ml - pr.exchanged_ml:.0f} mL to exchange"
+            if p.has_loop
+            else f"exchanged {pr.exchanged_ml:.0f} mL"
+        ),
+    ),
+    "exchange_collect": Phase(
+        exchange_collect, exchange_done, lambda p, pr: f"exchanged {pr.exchanged_ml:.0f} mL"
+    ),
+    "purification": Phase(purification, purification_done, _purified),
+    "rinse_back": Phase(
+        rinse_back,
+        lambda p, pr: rinse_back_done(pr),
+        lambda p, pr: f"{pr.blood_rinsed_ml:.0f} mL rinsed back",
+    ),
+}

@@ -1,4 +1,4 @@
-"""The HAL: the only door between the controller and a rig (ARCHITECTURE rule 1).
+"""The HAL: the only door between the controller and a rig (docs/architecture.md rule 1).
 
 `base.py` is the interface and its declared capabilities; `registry.py` finds a backend by
 name (built-in `sim` and `serial`, or an entry point of group `alsctl.hal`); docs/hal.md

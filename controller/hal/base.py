@@ -43,7 +43,7 @@ class FirmwareInfo:
 
 @dataclass(frozen=True, slots=True)
 class FirmwareLimits:
-    """The firmware's own protective limits (SPEC 5.1), uploaded at start and read back."""
+    """The firmware's own protective limits (docs/spec.md 5.1), uploaded at start and read back."""
 
     return_low_mmhg: float
     return_high_mmhg: float

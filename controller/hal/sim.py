@@ -1,6 +1,6 @@
 """SimHal: the simulated firmware in-process, on a virtual clock.
 
-Same semantics as the serial link (ARCHITECTURE rule 2): a command is checked and answered
+Same semantics as the serial link (docs/architecture.md rule 2): a command is checked and answered
 at once and acts from the next tick; samples come at the firmware's sample rate. Time is the
 firmware's: `next_sample` advances it, so at `speed=None` six hours run in seconds, and at
 `speed=N` the HAL paces itself to N x real time.
@@ -9,7 +9,9 @@ firmware's: `next_sample` advances it, so at `speed=None` six hours run in secon
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import deque
+from dataclasses import dataclass
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
@@ -85,6 +87,18 @@ YIELD_EVERY_S = 0.02
 COMMAND_RETRIES = 3
 
 
+@dataclass(frozen=True, slots=True)
+class SimSnapshot:
+    """The simulated rig at one instant: circuit, patient, and the firmware with its clock,
+    limits, setpoints, safe state and random streams. A SimHal started from it continues
+    exactly there (tests start mid-treatment from one instead of paying for self-test and
+    priming again). Never shared: each start works on its own copy."""
+
+    firmware: Firmware
+    #: the firmware's clock when the session began (its session time is measured from it)
+    origin_ms: int
+
+
 class SimHal(Hal):
     """The simulated rig. `speed=None` runs as fast as possible."""
 
@@ -100,14 +114,21 @@ class SimHal(Hal):
         scenario: Scenario | None = None,
         speed: float | None = None,
         physics: Physics | None = None,
+        snapshot: SimSnapshot | None = None,
     ) -> None:
         super().__init__()
         if speed is not None and speed <= 0:
             raise HalError(f"speed must be positive or None (as fast as possible), got {speed}")
         self.rig = rig or RigConfig()
         self.speed = speed
-        self.physics = physics or physics_for(self.rig, prescription)
-        self.firmware = Firmware(self.physics, self.rig)
+        if snapshot is not None:
+            self.firmware = copy.deepcopy(snapshot.firmware)
+            self.physics = self.firmware.physics
+        else:
+            self.physics = physics or physics_for(self.rig, prescription)
+            self.firmware = Firmware(self.physics, self.rig)
+        #: the session's origin on the firmware's clock (a snapshot's session goes on)
+        self._origin_ms: int | None = snapshot.origin_ms if snapshot is not None else None
         self.faults = Faults(self.firmware, scenario)
         self._samples: deque[Sample] = deque()
         self.firmware.on_sample = lambda s: self._samples.append(sample_from_snapshot(s))
@@ -121,6 +142,8 @@ class SimHal(Hal):
         loop = asyncio.get_running_loop()
         self._real_start = loop.time()
         self._rig_start_ms = self.firmware.t_ms
+        if self._origin_ms is None:
+            self._origin_ms = self.firmware.t_ms
         self._last_sample_ms = self.firmware.t_ms
         return FirmwareInfo(
             protocol_version=PROTOCOL_VERSION,
@@ -132,7 +155,19 @@ class SimHal(Hal):
 
     @property
     def clock_origin_ms(self) -> int | None:
-        return self._rig_start_ms
+        return self._origin_ms
+
+    def snapshot(self) -> SimSnapshot:
+        """The rig as it stands, between two samples (see SimSnapshot)."""
+        fw = self.firmware
+        hooks = fw.on_sample, fw.on_event, fw.on_wake
+        fw.on_sample = fw.on_event = fw.on_wake = None  # this HAL's, not the copy's
+        try:
+            frozen = copy.deepcopy(fw)
+        finally:
+            fw.on_sample, fw.on_event, fw.on_wake = hooks
+        origin = self._origin_ms if self._origin_ms is not None else fw.t_ms
+        return SimSnapshot(frozen, origin)
 
     async def _close(self) -> None:
         self._samples.clear()

@@ -2,8 +2,9 @@
 
 Why it is built this way:
 
-- **The control loop never waits for it.** The loop's hooks (`status` every cycle) only
-  append to a bounded deque and set an event; one task of its own publishes. When that
+- **The control loop never waits for it.** It is an edge of the loop's event bus: the
+  view after every cycle is only kept (the newest) and, at the telemetry rate, appended to
+  a bounded deque; an event is set and one task of its own publishes. When that
   deque is full the oldest telemetry is dropped and counted (`Telemetry.dropped`).
 - **Alarms and events come from the journal, after commit.** The bridge subscribes to the
   journal's commits and keeps an outbox in journal order; an event leaves the outbox only
@@ -12,8 +13,9 @@ Why it is built this way:
   retained status, state and active alarms, and replays the outbox in order.
 - **Retained state is a value, not a stream:** only the newest is ever published.
 - **Commands are requests to the controller, never actions of their own.** An allow-listed
-  command is queued like an operator's and answered with what the controller did; a command
-  the loop has not applied within `command_timeout_s` expires unapplied.
+  command goes through the loop's request port, queued like an operator's and answered
+  with what the controller did; a command the loop has not applied within
+  `command_timeout_s` expires unapplied.
 - **A command is a live, deliberate message.** A retained one (still on the broker, or
   published with the retain flag), the empty publish that clears one, and a topic deeper
   than `cmd/<name>` are refused and journaled, never obeyed and never dropped unseen.
@@ -42,11 +44,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
-from controller.app import ACCOUNTED, EXPIRED, Controller, Status
 from controller.config.mqtt import COMMANDS, MqttSettings
 from controller.config.prescription import Prescription
-from controller.fsm.machine import leaf
-from controller.journal import Committed, Journal, JournalError
+from controller.control.events import EXPIRED, Attachment, Edge, JournalPort, RequestPort, View
+from controller.journal import Committed, JournalError
 from controller.mqtt.broker import Broker
 from controller.mqtt.models import (
     MAX_COMMAND_BYTES,
@@ -150,7 +151,7 @@ def brief(rx: Prescription) -> PrescriptionBrief:
     )
 
 
-class MqttBridge:
+class MqttBridge(Edge):
     def __init__(
         self,
         broker: Broker,
@@ -184,8 +185,10 @@ class MqttBridge:
         self._alarms_sent: ActiveAlarms | None = None  # the active list last published
         self._task: asyncio.Task[None] | None = None
         self._commands: set[asyncio.Task[None]] = set()
-        self._controller: Controller | None = None
-        self._journal: Journal | None = None
+        self._port: RequestPort | None = None
+        #: the loop's newest view (None before its first cycle)
+        self._view: View | None = None
+        self._journal: JournalPort | None = None
         self._session: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: the patient's solute levels (simulated rig), sampled with the telemetry
@@ -198,11 +201,15 @@ class MqttBridge:
         self._excess_timer: asyncio.TimerHandle | None = None
 
     # -- wiring -----------------------------------------------------------------------
-    def start(self, controller: Controller, journal: Journal, session: int) -> None:
-        """Follow this controller's session; call from the running loop, before the run."""
-        self._controller = controller
+    def attach(self, run: Attachment) -> None:
+        """Follow this run's session; called from the running loop, before the run."""
+        journal, session = run.journal, run.session
+        if journal is None or session is None:
+            raise JournalError("MQTT publishes what the journal has committed: give a journal")
+        self._port = run.port
         self._journal = journal
         self._session = session
+        self.solutes = run.solutes
         self._loop = asyncio.get_running_loop()
         if self.broker.username != self.rig_id:
             log.warning(
@@ -251,21 +258,25 @@ class MqttBridge:
         await asyncio.gather(*self._commands, return_exceptions=True)
 
     # -- the control loop's side: cheap, never waits ------------------------------------
-    def status(self, status: Status) -> None:
-        t = status.t_ms
+    def view(self, view: View) -> None:
+        self._view = view
+        t = view.t_ms
         if t < self._next_telemetry_ms:
+            if view.outcome is not None:  # the end: its final state goes out at once
+                self._state_due = True
+                self._wake.set()
             return
         self._next_telemetry_ms = t - t % self._period_ms + self._period_ms
         if len(self._telemetry) >= self.settings.queue_size:
             self._telemetry.popleft()  # the freshest reading matters most to a dashboard
             self.stats.dropped += 1
-        v = status.volumes
+        v = view.volumes
         extra = self.solutes() if self.solutes is not None else None
         self._telemetry.append(
             (
                 self._wall(),
-                status.sample,
-                status.phase,
+                view.sample,
+                view.phase,
                 (v.exchanged_ml, v.processed_ml, v.fluid_balance_ml),
                 extra,
             )
@@ -405,7 +416,8 @@ class MqttBridge:
                 )
                 self._alarms_sent = active
             state = self._state(active.alarms)
-            await client.publish(topic(self.rig_id, "state"), state.model_dump_json(), 1, True)
+            if state is not None:
+                await client.publish(topic(self.rig_id, "state"), state.model_dump_json(), 1, True)
         while self._telemetry and not self.outbox:
             item = self._telemetry.popleft()
             try:
@@ -451,22 +463,21 @@ class MqttBridge:
         ).model_dump_json()
 
     def _active_alarms(self) -> ActiveAlarms:
-        c = self._controller
-        assert c is not None  # set by start(), before anything is published
+        view = self._view
         alarms = [
             ActiveAlarm(
                 alarm=a.id,
-                priority=str(a.priority),  # type: ignore[arg-type]
+                priority=a.priority,  # type: ignore[arg-type]  # the Priority values
                 raised_ms=a.raised_ms,
                 latched=a.latched,
                 acknowledged=a.acknowledged,
-                present=a.condition,
+                present=a.present,
                 detail=a.detail,
             )
-            for a in c.safety.alarms.active.values()
+            for a in (view.alarms if view is not None else ())
         ]
         t = self._t_ms()
-        paused = c.safety.alarms.audio_paused_until_ms > t
+        paused = view is not None and view.audio_paused_until_ms > t
         return ActiveAlarms(
             rig_id=self.rig_id,
             session=self._session,
@@ -477,22 +488,23 @@ class MqttBridge:
         )
 
     def _t_ms(self) -> int:
-        c = self._controller
-        return c.sample.t_ms if c is not None and c.sample is not None else 0
+        return self._view.t_ms if self._view is not None else 0
 
-    def _state(self, alarms: list[ActiveAlarm]) -> State:
-        c = self._controller
-        assert c is not None
-        s, v, m = c.sample, c.volumes, c.machine
+    def _state(self, alarms: list[ActiveAlarm]) -> State | None:
+        """The retained state, from the loop's newest view (None before its first cycle)."""
+        view = self._view
+        if view is None:
+            return None
+        s, v = view.sample, view.volumes
         return State(
             rig_id=self.rig_id,
             session=self._session,
-            t_ms=self._t_ms(),
-            phase=m.phase,
-            interrupted=leaf(m.interrupted) if m.phase == "alarm" and m.interrupted else None,
-            firmware="running" if s is not None and not s.safe else "safe",
-            safe_reason=str(s.safe_reason) if s is not None else "unknown",
-            prescription=brief(c.rx),
+            t_ms=view.t_ms,
+            phase=view.phase,
+            interrupted=view.interrupted,
+            firmware="safe" if s.safe else "running",
+            safe_reason=str(s.safe_reason),
+            prescription=brief(view.prescription),
             volumes=VolumesNow(
                 exchanged_ml=round(v.exchanged_ml, 1),
                 collected_ml=round(v.collected_ml, 1),
@@ -503,29 +515,17 @@ class MqttBridge:
                 fluid_balance_ml=round(v.fluid_balance_ml, 1),
             ),
             alarms=alarms,
-            allowed=self._allowed(),
+            allowed=self._allowed(view),
             commands=list(self.settings.commands),
-            outcome=c.outcome().value if c.ended else None,
-            outcome_detail=c.summary().outcome_detail if c.ended else None,
+            outcome=view.outcome.value if view.outcome is not None else None,
+            outcome_detail=view.outcome_detail,
             stamp=self._wall(),
         )
 
-    def _allowed(self) -> list[str]:
+    def _allowed(self, view: View) -> list[str]:
         """The commands of the allow-list that the rig would carry out now, by their API
-        names: a dashboard greys out the rest. The controller applies requests from
-        `connecting` to the end of rinse-back, or at `ready` when it holds there."""
-        c = self._controller
-        assert c is not None
-        m = c.machine
-        held = m.phase == "ready" and not c.auto_start
-        if m.phase not in ACCOUNTED and not held:
-            return []  # a command now would expire unapplied
-        triggers = set(m.allowed())
-        if m.phase == "alarm" and not c.safety.clear_to_resume():
-            triggers.discard("resume")  # it would be refused: conditions present
-        if any(not a.acknowledged for a in c.safety.alarms.active.values()):
-            triggers |= {"acknowledge", "pause_audio"}
-        return [n for n in self.settings.commands if COMMANDS[n] in triggers]
+        names: a dashboard greys out the rest (the loop says which requests it would)."""
+        return [n for n in self.settings.commands if COMMANDS[n] in view.allowed]
 
     # -- commands -----------------------------------------------------------------------
     async def _listen(self, client: aiomqtt.Client) -> None:
@@ -671,8 +671,8 @@ class MqttBridge:
 
     async def _decide(self, name: str, request: CommandRequest) -> str:
         """The controller's answer, or why the bridge refused before asking it."""
-        c = self._controller
-        assert c is not None
+        port = self._port
+        assert port is not None  # attached before anything is listened to
         allowed = self.settings.commands
         if name not in COMMANDS:
             return self._refuse(name, request, f"unknown command; known: {', '.join(COMMANDS)}")
@@ -684,7 +684,7 @@ class MqttBridge:
             )
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         cause = f"mqtt {request.by}" + (f": {request.reason}" if request.reason else "")
-        queued = c.request(COMMANDS[name], cause, answer)
+        queued = port.request(COMMANDS[name], cause, answer)
         timeout = self.settings.command_timeout_s
         try:
             async with asyncio.timeout(timeout):

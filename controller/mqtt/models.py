@@ -1,7 +1,7 @@
 """Everything that goes over MQTT, as pydantic models.
 
 The AsyncAPI file (docs/asyncapi.yaml) takes its schemas from these models, so a dashboard
-author reads the same types the rig publishes. Names are SPEC.md's: pumps, sensors, phases.
+author reads the same types the rig publishes. Names are docs/spec.md's: pumps, sensors, phases.
 
 Alarms and events carry their journal number (`id`): it only ever increases within a
 journal file, so a subscriber can put them in order and drop a copy it has already seen
@@ -105,7 +105,7 @@ class VolumesNow(Payload):
 
 
 class ActiveAlarm(Payload):
-    alarm: str = Field(description="hazard id from SPEC 5.2, e.g. air_return")
+    alarm: str = Field(description="hazard id from docs/spec.md 5.2, e.g. air_return")
     priority: Literal["high", "medium", "low"]
     raised_ms: int
     latched: bool = Field(description="stays until acknowledged, even once the cause is gone")
@@ -175,7 +175,7 @@ class EventBody(BaseModel):
 
 
 class TransitionBody(EventBody):
-    source: str = Field(description="the state left (SPEC name, e.g. exchange)")
+    source: str = Field(description="the state left (docs/spec.md name, e.g. exchange)")
     dest: str = Field(description="the state entered")
     trigger: str
     cause: str

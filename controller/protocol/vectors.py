@@ -16,7 +16,7 @@ VECTORS: list[tuple[str, p.Message, int, int]] = [
     ("SET_PUMP blood (0) 120.0 mL/min", p.SetPump(0, 120.0), 2, 0),
     ("SET_VALVE venous_clamp (1) open (1)", p.SetValve(1, 1), 3, 0),
     (
-        "SET_LIMITS 10 / 300 / -250 mmHg, 500 ms, SPEC pump maxima",
+        "SET_LIMITS 10 / 300 / -250 mmHg, 500 ms, spec.md pump maxima",
         p.LimitsMsg(10.0, 300.0, -250.0, 500, (250.0, 60.0, 60.0, 300.0, 100.0, 100.0, 60.0, 20.0)),
         4,
         0,

@@ -1,5 +1,5 @@
-"""The rig's topology, as SPEC section 3 names it: pumps, valves and sensors with their units
-and hard maxima; the `Sample` a firmware reports; why it is safe; why it refuses.
+"""The rig's topology, as docs/spec.md section 3 names it: pumps, valves and sensors with their
+units and hard maxima; the `Sample` a firmware reports; why it is safe; why it refuses.
 
 A leaf: it imports nothing of ours, so every other package (config, protocol, HAL, safety,
 the loop, the simulated firmware) can depend on it without a cycle. The names are the ones
@@ -65,7 +65,10 @@ VALVE_POSITIONS: dict[str, tuple[str, ...]] = {
     Valve.PLASMA_ROUTE.value: ("waste", "collect"),
     Valve.VENOUS_CLAMP.value: ("closed", "open"),
 }
-#: Hard maxima of each pump (SPEC 3), mL/min; heparin in mL/h.
+#: The loop runs while the double-chamber bag (outer + inner) holds at least this much plasma:
+#: enough that the loop pump never runs the outer chamber dry between samples.
+BAG_MIN_ML = 100.0
+#: Hard maxima of each pump (docs/spec.md 3), mL/min; heparin in mL/h.
 PUMP_HARD_MAX: dict[str, float] = {
     "blood": 250.0,
     "plasma": 60.0,

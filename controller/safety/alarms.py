@@ -1,4 +1,4 @@
-"""The alarm manager, with IEC 60601-1-8 semantics (SPEC 5.4).
+"""The alarm manager, with IEC 60601-1-8 semantics (docs/spec.md 5.4).
 
 A condition becomes an alarm only after it has held for its condition delay; it clears only
 after it has been absent for its clear delay (hysteresis against chatter). A latched alarm
@@ -8,6 +8,9 @@ minutes; a new alarm, or one whose priority rises, sounds again at once.
 
 Every raise, clear, acknowledge and audio pause is an `AlarmEvent` for the journal and MQTT.
 Time comes from samples (rig ms), never from a clock read here.
+
+`revision` counts every change a display would show, so that a view of the alarms built once
+can be reused until it moves; most cycles change nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class AlarmManager:
     active: dict[str, Alarm] = field(default_factory=dict)
     events: list[AlarmEvent] = field(default_factory=list)
     audio_paused_until_ms: int = -1
+    #: grows whenever what a display shows changes: an alarm raised, cleared, escalated or
+    #: acknowledged, its condition or detail changing, audio paused. (Audio coming back by
+    #: itself when a pause runs out is a matter of time, not a change: see `audible`.)
+    revision: int = 0
+    #: timers of conditions being followed: active alarms, and absent ones timing their
+    #: condition delay. A condition absent with no entry here and no alarm needs no update.
     _pending: dict[str, _Pending] = field(default_factory=dict)
 
     def update(
@@ -89,13 +98,17 @@ class AlarmManager:
                     self._event(t_ms, "raised", alarm, detail)
                     self.audio_paused_until_ms = min(self.audio_paused_until_ms, t_ms)
             else:
-                alarm.condition = True
+                if not alarm.condition:
+                    alarm.condition = True
+                    self.revision += 1
                 if RANK[priority] > RANK[alarm.priority]:
                     alarm.priority = priority
                     alarm.acknowledged = False
                     self._event(t_ms, "escalated", alarm, detail)
                     self.audio_paused_until_ms = min(self.audio_paused_until_ms, t_ms)
-                alarm.detail = detail or alarm.detail
+                if detail and detail != alarm.detail:
+                    alarm.detail = detail
+                    self.revision += 1
             return alarm
         pend.since_ms = None
         if alarm is None:
@@ -104,7 +117,9 @@ class AlarmManager:
             pend.gone_ms = t_ms
         if t_ms - pend.gone_ms < clear_ms:
             return alarm  # hysteresis: not gone long enough
-        alarm.condition = False
+        if alarm.condition:
+            alarm.condition = False
+            self.revision += 1
         if alarm.latched and not alarm.acknowledged:
             return alarm  # stays until acknowledged
         self._clear(t_ms, alarm)
@@ -112,10 +127,25 @@ class AlarmManager:
 
     def absent(self, alarm_id: str) -> None:
         """The fast path for the common case, a condition absent and no alarm: only the
-        raise timer restarts (dozens of conditions are fed every cycle)."""
-        pend = self._pending.get(alarm_id)
-        if pend is not None:
-            pend.since_ms = None
+        raise timer restarts (dozens of conditions are fed every cycle). With no alarm its
+        timers are all there is, so they go: `idle` and `watched` then skip it."""
+        if alarm_id in self.active:
+            pend = self._pending.get(alarm_id)
+            if pend is not None:
+                pend.since_ms = None
+        else:
+            self._pending.pop(alarm_id, None)
+
+    def idle(self, alarm_id: str) -> bool:
+        """Neither active nor timing its condition delay: feeding it absent changes nothing."""
+        return alarm_id not in self.active and alarm_id not in self._pending
+
+    def watched(self) -> set[str]:
+        """The ids an absent condition must still be fed for (the complement of `idle`),
+        taken once per cycle by whoever feeds dozens of conditions, almost all absent."""
+        if not self.active and not self._pending:
+            return set()
+        return self.active.keys() | self._pending.keys()
 
     def _clear(self, t_ms: int, alarm: Alarm) -> None:
         del self.active[alarm.id]
@@ -162,10 +192,12 @@ class AlarmManager:
                 acknowledged=bool(a["acknowledged"]),
             )
             self.active[alarm.id] = alarm
+        self.revision += 1
 
     def pause_audio(self, t_ms: int) -> None:
         self.audio_paused_until_ms = t_ms + AUDIO_PAUSE_MS
         self.events.append(AlarmEvent(t_ms, "audio_paused", "*", "", "2 min"))
+        self.revision += 1
 
     def audible(self, t_ms: int) -> bool:
         """Sound is on when any alarm is active and unacknowledged, unless paused."""
@@ -186,4 +218,7 @@ class AlarmManager:
         return events
 
     def _event(self, t_ms: int, kind: str, alarm: Alarm, detail: str = "") -> None:
+        """Every raise, clear, escalation and acknowledgement comes through here, each a
+        change a display shows."""
         self.events.append(AlarmEvent(t_ms, kind, alarm.id, alarm.priority.value, detail))
+        self.revision += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.config.prescription import Prescription
-from controller.sizing import BAG_MIN_ML
+from controller.rig import BAG_MIN_ML
 
 #: Each pump and the pumps that balance it.
 PARTNERS: dict[str, tuple[str, ...]] = {
@@ -35,7 +35,7 @@ PARTNERS: dict[str, tuple[str, ...]] = {
 }
 EXCHANGE_PHASES = ("exchange", "exchange_collect")
 #: The patient's balance may leave its prescribed trajectory by this much before the guard
-#: caps flows (1 % of the exchange or 10 mL, whichever is more: REFERENCE, machines' balance
+#: caps flows (1 % of the exchange or 10 mL, whichever is more: docs/reference.md, machines' balance
 #: accuracy is about 30 g per litre; this is tighter).
 MARGIN_ML = 10.0
 

@@ -1,4 +1,4 @@
-"""The pre-start gate (SPEC 5.3, consensus section 5: relative contraindications).
+"""The pre-start gate (docs/spec.md 5.3, consensus section 5: relative contraindications).
 
 Before `connecting`, the operator answers a checklist and the patient's current MAP is read.
 Any "yes", or a MAP below its limit, refuses the start with the reason. The consensus allows
@@ -14,17 +14,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.config.checklist import Checklist, GateAnswers, Override
+from controller.config.checklist import QUESTIONS, Checklist, GateAnswers, Override
 from controller.config.loading import issues_from
 from controller.config.prescription import Prescription
 
 OVERRIDE_BLOOD_MAX_ML_MIN = 100.0
-__all__ = ["Checklist", "GateAnswers", "GateResult", "Override", "evaluate", "restrict"]
-
-
-QUESTIONS: dict[str, str] = {
-    name: str(field.description) for name, field in Checklist.model_fields.items()
-}
+__all__ = [
+    "QUESTIONS",
+    "Checklist",
+    "GateAnswers",
+    "GateResult",
+    "Override",
+    "evaluate",
+    "restrict",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The hazard table of SPEC 5.2 as data: what is detected, how soon, and what is done.
+"""The hazard table of docs/spec.md 5.2 as data: what is detected, how soon, and what is done.
 
 Delays and limits come from the rig's `AlarmLimits`, whose own bounds keep every one of them
 within its safe range; nothing here can be configured outside them. `docs/safety.md` is

@@ -1,4 +1,4 @@
-"""Interlocks: every hazard of SPEC 5.2 evaluated on every sample, before the state machine.
+"""Interlocks: every hazard of docs/spec.md 5.2 evaluated on every sample, before the state machine.
 
 `Interlocks.evaluate` turns one sample into alarm-manager updates and a `Verdict`: whether the
 rig must be in its safe state, which pumps must stop, which are capped. The controller
@@ -31,7 +31,7 @@ BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
 LOOP_SIDE = ("pre_filter", "filtrate", "pre_adsorber", "post_adsorber")
 #: Sensors that must move while blood flows: noise alone changes them every sample.
 STUCK_WATCHED = (*PRESSURE_NAMES, "map", "plasma_temp")
-#: What must stop with a pump (SPEC 5.2 "stop that pump and the ones that depend on it").
+#: What must stop with a pump (docs/spec.md 5.2 "stop that pump and the ones that depend on it").
 DEPENDENTS: dict[str, tuple[str, ...]] = {
     "blood": PUMP_NAMES,
     "plasma": ("plasma", "replacement", "return"),

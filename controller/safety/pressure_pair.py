@@ -5,7 +5,7 @@ membrane's fibres (membrane fouling shows on the plasma side, as TMP, not here).
 learned during the connection ramp as `drop = a + b x blood flow`; a drop that moves away
 from it by `PAIR_MMHG` for `HOLD_MS` at a steady flow means one of the two reads wrong (a
 drifting sensor), and which one cannot be told: both are then the worst reading of their
-hazard, which puts the rig in its safe state (sensor fault, SPEC 5.2).
+hazard, which puts the rig in its safe state (sensor fault, docs/spec.md 5.2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 that it is, and the blood a lost line spills.
 
 Why a model and not a window that re-centres: a needle slipping out of the vein lowers the
-return pressure by only 15-25 mmHg (REFERENCE), so a fixed low limit misses it, and a window
+return pressure by only 15-25 mmHg (docs/reference.md), so a fixed low limit misses it, and a window
 re-centred a few seconds after each flow change re-centres onto the dislodged level itself (a
 resumed run with the needle still out then lost ~105 mL with no further alarm). Here:
 

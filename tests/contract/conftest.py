@@ -1,4 +1,4 @@
-"""The rig under contract test, on every backend (ARCHITECTURE rule 2).
+"""The rig under contract test, on every backend (docs/architecture.md rule 2).
 
 A test gets a connected `Hal` and async `inject(fault, **params)` / `clear(fault)`; it must
 not touch anything backend-specific. On `serial` the firmware is `alsctl firmware-sim` in

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from controller.app import Controller, Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig
 from controller.config.scenario import Scenario
+from controller.control import Controller, View
 from controller.outcome import Outcome
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_treatment import rx
 
 RIG = load_rig("config/rigs/sim.yaml")
@@ -76,7 +76,7 @@ async def test_a_full_waste_bag_leaves_the_patient_balanced(mode: str) -> None:
     assert "bag:waste_bag" in causes, causes  # the bag did fill up
     assert "net_balance" not in causes  # the response itself kept the patient balanced
     # against what the prescription allows by now (pe_filtration removes 100 mL/h)
-    allowed = refs[0]._allowed_balance_ml()
+    allowed = refs[0].accounting.allowed_balance_ml(refs[0].rx)
     gained = patient_gain_ml(refs[0])
     assert abs(gained - allowed) <= 10, (gained, allowed)
     assert abs(summary.volumes.fluid_balance_ml - allowed) <= 10
@@ -87,9 +87,10 @@ async def test_auto_resume_stops_looping_into_an_alarm_that_keeps_coming_back() 
     bubbles = [{"at_s": 600 + 120 * n, "fault": "air_bubble", "duration_s": 2} for n in range(5)]
     held: list[str] = []
 
-    def watch(c: Controller, status: Status) -> None:
-        if c._auto_resume_held and not held:
-            held.append(c._auto_resume_held)
+    def watch(c: Controller, status: View) -> None:
+        why = c.auto_resume.held if c.auto_resume is not None else None
+        if why and not held:
+            held.append(why)
 
     refs: list[Controller] = []
     summary, _ = await run_treatment(
@@ -100,7 +101,7 @@ async def test_auto_resume_stops_looping_into_an_alarm_that_keeps_coming_back() 
             scenario=scenario(*bubbles),
             auto_resume_s=2.0,
             on_controller=refs.append,
-            on_status=lambda s: watch(refs[0], s),
+            on_view=lambda s: watch(refs[0], s),
         ),
     )
     raised = [a.cause for a in summary.alarms if a.cause == "air_return"]
@@ -119,19 +120,19 @@ async def test_the_net_balance_interlock_catches_what_encoders_and_scales_agree_
     p = rx("pe", exchange_volume_pv=None, exchange_volume_ml=3000)
     refs: list[Controller] = []
 
-    def wear(status: Status) -> None:
+    def wear(status: View) -> None:
         physics: Any = refs[0].hal.physics  # type: ignore[attr-defined]
         if status.phase == "exchange":
             physics.pump_factor[2] = 1.08  # replacement (PUMP_NAMES order)
 
     summary, _ = await run_treatment(
-        RIG, p, RunOptions(gate=CLEAR, on_controller=refs.append, on_status=wear)
+        RIG, p, RunOptions(gate=CLEAR, on_controller=refs.append, on_view=wear)
     )
     causes = [a.cause for a in summary.alarms]
     assert "net_balance" in causes, causes
     assert "fluid_imbalance" not in causes and "pump_fault:replacement" not in causes
     limit = RIG.alarms.net_balance_ml
-    gained = patient_gain_ml(refs[0]) - refs[0]._allowed_balance_ml()
+    gained = patient_gain_ml(refs[0]) - refs[0].accounting.allowed_balance_ml(refs[0].rx)
     assert limit - 5 <= gained <= limit + 10, gained  # stopped at the limit, and held there
 
 
@@ -145,7 +146,7 @@ async def test_a_resume_with_the_needle_still_out_is_caught_at_low_flow(drop: in
     refs: list[Controller] = []
     full_flow_with_needle_out: list[int] = []
 
-    def watch(status: Status) -> None:
+    def watch(status: View) -> None:
         physics: Any = refs[0].hal.physics  # type: ignore[attr-defined]
         out = physics.needle_out_mmhg > 0
         if out and status.sample.pumps["blood"].measured > 100 and status.t_ms > 20 * 60_000:
@@ -161,7 +162,7 @@ async def test_a_resume_with_the_needle_still_out_is_caught_at_low_flow(drop: in
             ),
             auto_resume_s=2.0,
             on_controller=refs.append,
-            on_status=watch,
+            on_view=watch,
         ),
     )
     assert summary.outcome is Outcome.ALARM  # held: it kept coming back

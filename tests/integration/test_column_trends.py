@@ -8,10 +8,10 @@ from typing import Any
 
 from controller import journal as jr
 from controller import report
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
 from controller.journal import Journal
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 RIG = load_rig("config/rigs/sim.yaml")
 TITLE = "Single-pass removal per column (simulation)"

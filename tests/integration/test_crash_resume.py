@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from controller import journal as jr
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig, to_yaml
 from controller.config.scenario import Scenario
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_serial_treatment import LOOP_SHORT
 from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import Controller, Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig
+from controller.control import Controller, View
 from controller.outcome import Outcome
-from controller.runner import CLEAR, RunOptions, run_treatment
 from controller.summary import Summary
 from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process
@@ -96,7 +96,7 @@ async def test_a_stall_of_0_6_s_is_an_alarm_and_the_treatment_completes(tmp_path
     with firmware_sim_process(tmp_path, RIG, PE, speed=SPEED, tcp="127.0.0.1:0") as url:
         async with relay_to(url) as relay:
 
-            def stall_once(status: Status) -> None:
+            def stall_once(status: View) -> None:
                 if status.phase == "exchange" and status.volumes.exchanged_ml > 30 and not tasks:
                     tasks.append(asyncio.ensure_future(relay.hold(0.6)))
 
@@ -107,7 +107,7 @@ async def test_a_stall_of_0_6_s_is_an_alarm_and_the_treatment_completes(tmp_path
                     gate=CLEAR,
                     backend="serial",
                     port=f"socket://127.0.0.1:{relay.server.sockets[0].getsockname()[1]}",
-                    on_status=stall_once,
+                    on_view=stall_once,
                     auto_resume_s=2.0,
                 ),
             )
@@ -141,7 +141,7 @@ async def test_a_firmware_killed_and_started_again_is_reconnected_and_resumed(
     port = int(url.rsplit(":", 1)[1])
     tasks: list[asyncio.Task[None]] = []
 
-    def kill_once(status: Status) -> None:
+    def kill_once(status: View) -> None:
         if status.phase == "exchange" and status.volumes.exchanged_ml > 30 and not tasks:
             tasks.append(asyncio.ensure_future(restart(first)))
 
@@ -153,7 +153,7 @@ async def test_a_firmware_killed_and_started_again_is_reconnected_and_resumed(
                 gate=CLEAR,
                 backend="serial",
                 port=url,
-                on_status=kill_once,
+                on_view=kill_once,
                 on_controller=refs.append,
                 auto_resume_s=2.0,
             ),
@@ -183,7 +183,7 @@ async def test_a_link_that_never_comes_back_ends_interrupted_not_in_fault(
     with firmware_sim_process(tmp_path, RIG, PE, speed=SPEED, tcp="127.0.0.1:0") as url:
         async with relay_to(url) as relay:
 
-            def cut(status: Status) -> None:
+            def cut(status: View) -> None:
                 if status.phase == "exchange" and not tasks:
                     tasks.append(asyncio.ensure_future(relay.hold(3600)))
 
@@ -194,7 +194,7 @@ async def test_a_link_that_never_comes_back_ends_interrupted_not_in_fault(
                     gate=CLEAR,
                     backend="serial",
                     port=f"socket://127.0.0.1:{relay.server.sockets[0].getsockname()[1]}",
-                    on_status=cut,
+                    on_view=cut,
                 ),
             )
             for task in tasks:

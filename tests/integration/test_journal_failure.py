@@ -22,12 +22,12 @@ from pathlib import Path
 import yaml
 
 from controller import journal as jr
-from controller.app import Controller, Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig
 from controller.config.prescription import Prescription
+from controller.control import Controller, View
 from controller.journal import Committed, Journal
 from controller.outcome import Outcome
-from controller.runner import CLEAR, RunOptions, run_treatment
 
 ALSCTL = [sys.executable, "-m", "controller"]
 RIG = load_rig("config/rigs/sim.yaml")
@@ -59,7 +59,7 @@ async def test_a_lock_held_past_the_busy_timeout_raises_the_alarm_and_the_therap
     holder = threading.Thread(target=hold_the_lock)
     refs: list[Controller] = []
 
-    def operator(status: Status) -> None:
+    def operator(status: View) -> None:
         c = refs[0]
         if status.volumes.exchanged_ml >= 150 and not holder.is_alive() and not locked.is_set():
             holder.start()
@@ -79,7 +79,7 @@ async def test_a_lock_held_past_the_busy_timeout_raises_the_alarm_and_the_therap
             RunOptions(
                 gate=CLEAR,
                 journal=journal,
-                on_status=operator,
+                on_view=operator,
                 on_controller=refs.append,
                 speed=200.0,  # paced: the lock lands mid-exchange and the run outlives it
             ),

@@ -9,9 +9,9 @@ import pytest
 
 from controller import journal as jr
 from controller import recorder
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig, load_scenario
 from controller.journal import Journal
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_treatment import rx
 
 

@@ -20,15 +20,15 @@ import pytest
 import yaml
 
 from controller import journal as jr
-from controller.app import Controller, Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.cli import main, report_path
 from controller.config.loading import load_rig
 from controller.config.prescription import Prescription
+from controller.control import Controller, View
 from controller.journal import Journal
 from controller.outcome import EXIT_CODES, Outcome
 from controller.report import render
 from controller.rig import SafeReason
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_crash_resume import Lines
 
 ALSCTL = [sys.executable, "-m", "controller"]
@@ -47,7 +47,7 @@ async def _journaled_run(tmp_path: Path, act: object = None) -> tuple[jr.Session
     """A PE run journaled to a real file; `act(controller, status)` plays the operator."""
     refs: list[Controller] = []
 
-    def on_status(status: Status) -> None:
+    def on_status(status: View) -> None:
         if callable(act):
             act(refs[0], status)
 
@@ -55,7 +55,7 @@ async def _journaled_run(tmp_path: Path, act: object = None) -> tuple[jr.Session
         summary, _ = await run_treatment(
             RIG,
             PE,
-            RunOptions(gate=CLEAR, journal=journal, on_status=on_status, on_controller=refs.append),
+            RunOptions(gate=CLEAR, journal=journal, on_view=on_status, on_controller=refs.append),
         )
     return jr.load(tmp_path / "j.db", 1), summary
 
@@ -65,7 +65,7 @@ async def test_a_stopped_treatment_is_stopped_everywhere_with_who_why_and_how_fa
 ) -> None:
     asked: list[bool] = []
 
-    def stop_at_300(c: Controller, status: Status) -> None:
+    def stop_at_300(c: Controller, status: View) -> None:
         if status.volumes.exchanged_ml >= 300 and not asked:
             asked.append(True)
             c.request("stop", "mqtt dashboard: shift change")
@@ -102,7 +102,7 @@ async def test_a_stopped_treatment_is_stopped_everywhere_with_who_why_and_how_fa
 
 
 async def test_a_fault_is_a_fault_everywhere(tmp_path: Path) -> None:
-    def break_the_link(c: Controller, status: Status) -> None:
+    def break_the_link(c: Controller, status: View) -> None:
         if status.phase == "exchange":
 
             async def broken(*_args: object) -> None:
@@ -120,7 +120,7 @@ async def test_a_fault_is_a_fault_everywhere(tmp_path: Path) -> None:
 async def test_an_interruption_commands_the_safe_state_and_is_journaled(tmp_path: Path) -> None:
     refs: list[Controller] = []
 
-    def interrupt(c: Controller, status: Status) -> None:
+    def interrupt(c: Controller, status: View) -> None:
         if status.volumes.exchanged_ml >= 100 and c.interrupt_cause is None:
             refs.append(c)
             c.interrupt("SIGTERM")

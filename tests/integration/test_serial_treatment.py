@@ -1,6 +1,6 @@
 """Short treatments over `serial`: the controller here, `alsctl firmware-sim` in another
 process on a pty, its rig clock at 40x the wall clock. The summary must agree with the same
-prescription on `sim` (ARCHITECTURE rule 2: a difference between backends is a bug).
+prescription on `sim` (docs/architecture.md rule 2: a difference between backends is a bug).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_rig
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process
 

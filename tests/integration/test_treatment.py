@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from controller import sizing
-from controller.app import Status
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 from controller.config.prescription import Prescription
 from controller.config.scenario import Scenario
-from controller.fsm import phases
-from controller.runner import CLEAR, RunOptions, run_treatment
+from controller.control import View
+from controller.fsm import plan as sizing
+from controller.fsm.machine import sequence
 from firmware_sim.physics import confined_solute, physics_for
 
 RIG = load_rig("config/rigs/sim.yaml")
@@ -44,7 +44,7 @@ async def test_every_mode_runs_its_own_sequence_to_done(mode: str) -> None:
     assert summary.completed, summary.error
     dests = [t.dest for t in summary.transitions]
     after = dests[dests.index("connecting") + 1 :]
-    assert tuple(after[:-1]) == phases.treatment_sequence(p)
+    assert tuple(after[:-1]) == sequence(p)
     assert summary.alarms == [] and summary.time_in_safe_s == 0
     assert summary.volumes.exchange_ml == pytest.approx(p.exchange_ml, abs=1.0)
     if p.has_loop:
@@ -99,10 +99,10 @@ async def test_pe_of_one_and_a_half_plasma_volumes_removes_78_percent_of_a_confi
 
 
 async def test_pause_keeps_blood_at_minimum_and_resume_returns_to_the_phase() -> None:
-    seen: list[Status] = []
+    seen: list[View] = []
     controller_ref: list[Any] = []
 
-    def operator(status: Status) -> None:
+    def operator(status: View) -> None:
         if not controller_ref:
             return
         c = controller_ref[0]
@@ -115,7 +115,7 @@ async def test_pause_keeps_blood_at_minimum_and_resume_returns_to_the_phase() ->
                 c.request("resume", "operator: done")
 
     p = rx("pe", **SHORT["pe"])
-    opts = RunOptions(gate=CLEAR, on_status=operator, on_controller=controller_ref.append)
+    opts = RunOptions(gate=CLEAR, on_view=operator, on_controller=controller_ref.append)
     summary, _ = await run_treatment(RIG, p, opts)
     assert summary.completed
     trail = [(t.source, t.dest) for t in summary.transitions]
@@ -142,12 +142,12 @@ async def test_air_puts_the_treatment_in_alarm_and_an_unattended_run_ends_there(
 
 
 async def test_an_exception_in_the_loop_ends_safe_in_fault() -> None:
-    def explode(status: Status) -> None:
+    def explode(status: View) -> None:
         if status.phase == "exchange":
             raise RuntimeError("display crashed")
 
     summary, controller = await run_treatment(
-        RIG, rx("pe", **SHORT["pe"]), RunOptions(gate=CLEAR, on_status=explode)
+        RIG, rx("pe", **SHORT["pe"]), RunOptions(gate=CLEAR, on_view=explode)
     )
     assert summary.final_state == "fault" and not summary.completed
     assert summary.error == "RuntimeError: display crashed"
@@ -185,13 +185,13 @@ async def test_self_test_and_priming_failures_name_the_part(
 
 
 async def test_stop_goes_to_rinse_back_and_ends_done() -> None:
-    def operator(status: Status) -> None:
+    def operator(status: View) -> None:
         if status.phase == "exchange" and status.t_ms > 600_000 and refs:
             refs[0].request("stop", "operator: patient unwell")
             refs.clear()
 
     refs: list[Any] = []
-    opts = RunOptions(gate=CLEAR, on_status=operator, on_controller=refs.append)
+    opts = RunOptions(gate=CLEAR, on_view=operator, on_controller=refs.append)
     summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
     trail = [(t.source, t.dest, t.cause) for t in summary.transitions]
     assert ("exchange", "rinse_back", "operator: patient unwell") in trail
@@ -202,14 +202,14 @@ async def test_stop_goes_to_rinse_back_and_ends_done() -> None:
 async def test_an_illegal_operator_request_is_refused_and_kept() -> None:
     refs: list[Any] = []
 
-    def operator(status: Status) -> None:
+    def operator(status: View) -> None:
         if status.phase == "exchange" and refs:
             refs[0].request("resume", "operator")
             refs.clear()
 
     holder: list[Any] = []
     opts = RunOptions(
-        gate=CLEAR, on_status=operator, on_controller=lambda c: (refs.append(c), holder.append(c))
+        gate=CLEAR, on_view=operator, on_controller=lambda c: (refs.append(c), holder.append(c))
     )
     summary, _ = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)
     assert summary.completed
@@ -241,11 +241,11 @@ def scenario(fault: str, at_s: float, duration_s: float | None, **params: Any) -
 
 
 async def test_an_alarm_whose_condition_went_holds_minimum_flow_until_resumed() -> None:
-    seen: list[Status] = []
+    seen: list[View] = []
     opts = RunOptions(
         gate=CLEAR,
         scenario=scenario("hypotension", 600, 60, drop_mmhg=30),
-        on_status=seen.append,
+        on_view=seen.append,
         max_rig_s=1500,
     )
     p = rx("pe", **SHORT["pe"])
@@ -268,7 +268,7 @@ async def test_after_a_power_on_reset_the_limits_are_uploaded_again_and_it_resum
 
 
 async def test_a_clotting_loop_is_slowed_then_stopped_and_stays_stopped() -> None:
-    seen: list[Status] = []
+    seen: list[View] = []
     loop_rx = rx(
         "li_als",
         exchange_volume_pv=None,
@@ -279,7 +279,7 @@ async def test_a_clotting_loop_is_slowed_then_stopped_and_stays_stopped() -> Non
     opts = RunOptions(
         gate=CLEAR,
         scenario=scenario("adsorber_clotting", 2000, None, mmhg_per_min=100),
-        on_status=seen.append,
+        on_view=seen.append,
         max_rig_s=2400,
     )
     _, controller = await run_treatment(RIG, loop_rx, opts)

@@ -21,10 +21,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from controller import journal as jr
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.journal import Journal
 from controller.mqtt.local import LocalBroker
 from controller.mqtt.models import MAX_COMMAND_BYTES
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.mqtt.conftest import RIG, Inbox, bridge_for, client, follow, short_li_als
 from tests.mqtt.test_commands import SPEED, ask, phase_is
 
@@ -40,7 +40,9 @@ async def held_at_ready(
     commands = (*RIG.mqtt.commands, "start_treatment")
     bridge = bridge_for(broker, commands=commands, **settings)
     with Journal(db) as journal:
-        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge, hold_at_ready=True)
+        opts = RunOptions(
+            gate=CLEAR, speed=SPEED, journal=journal, edges=[bridge], hold_at_ready=True
+        )
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
         try:
             await inbox.wait_for("als/sim-01/state", phase_is("ready"))

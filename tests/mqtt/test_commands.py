@@ -20,9 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from controller import journal as jr
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.journal import Journal
 from controller.mqtt.local import LocalBroker
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.mqtt.conftest import RIG, Inbox, bridge_for, client, follow, short_li_als
 
 SPEED = 100.0
@@ -75,7 +75,9 @@ async def test_commands_act_answer_and_are_journaled(
     await dash.publish("als/sim-01/cmd/start_treatment", b"{}", qos=1, retain=True)
     began = time.time()
     with Journal(tmp_path / "j.db") as journal:
-        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge, hold_at_ready=True)
+        opts = RunOptions(
+            gate=CLEAR, speed=SPEED, journal=journal, edges=[bridge], hold_at_ready=True
+        )
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
         try:
             await inbox.wait_for("als/sim-01/state", phase_is("ready"))
@@ -184,7 +186,9 @@ async def test_remote_start_is_refused_unless_the_rig_allows_it(
     dash, inbox = dashboard
     bridge = bridge_for(broker)  # the default allow-list
     with Journal(tmp_path / "j.db") as journal:
-        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge, hold_at_ready=True)
+        opts = RunOptions(
+            gate=CLEAR, speed=SPEED, journal=journal, edges=[bridge], hold_at_ready=True
+        )
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
         try:
             await inbox.wait_for("als/sim-01/state", phase_is("ready"))

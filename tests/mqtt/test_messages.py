@@ -18,11 +18,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.scenario import Scenario
 from controller.journal import Journal
 from controller.mqtt.local import LocalBroker
 from controller.mqtt.models import EVENT_KINDS, AlarmMessage, EventMessage, OtherEvent
-from controller.runner import CLEAR, RunOptions, run_treatment
 from tests.mqtt.conftest import RIG, Inbox, bridge_for, short_li_als
 from tests.mqtt.test_commands import SPEED, ask, phase_is
 
@@ -55,7 +55,7 @@ async def test_messages_carry_session_and_stamp_and_events_are_typed_by_kind(
     dash, inbox = dashboard
     began = time.time()
     with Journal(tmp_path / "j.db") as journal, caplog.at_level(logging.ERROR, "alsctl.mqtt"):
-        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge_for(broker),
+        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, edges=[bridge_for(broker)],
                           scenario=AIR)  # fmt: skip
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
         try:
@@ -119,7 +119,7 @@ async def test_the_final_state_tells_the_outcome_as_the_summary_does(
     """A stopped treatment is `stopped` on the broker too, not only in the summary."""
     dash, inbox = dashboard
     with Journal(tmp_path / "j.db") as journal:
-        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, mqtt=bridge_for(broker))
+        opts = RunOptions(gate=CLEAR, speed=SPEED, journal=journal, edges=[bridge_for(broker)])
         run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
         try:
             running = json.loads(await inbox.wait_for(STATE, phase_is("exchange")))

@@ -14,6 +14,7 @@ from controller.config.loading import load_prescription, validate
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.fsm import phases
+from controller.fsm.machine import sequence
 from controller.fsm.phases import Progress
 from controller.rig import PUMP_NAMES
 
@@ -123,10 +124,10 @@ def test_the_demands_cover_every_rate_the_phases_command(path: Path) -> None:
         for s in (0, 30, 600)
         for h in (0.0, 100.0)
     ]
-    steps = ("connecting", *phases.treatment_sequence(rx))
+    steps = ("connecting", *sequence(rx))
     for pr in progress:
         for sp in (
-            *(getattr(phases, step)(rx, pr) for step in steps),
+            *(phases.PHASES[step].setpoints(rx, pr) for step in steps),
             phases.paused(rx, pr, 50.0),
         ):
             for name, rate in sp.pumps.items():

@@ -234,8 +234,8 @@ def test_a_fault_that_ends_as_the_next_begins_does_not_end_the_next(reverse: boo
 async def test_a_fault_timed_from_a_phase_starts_that_long_into_it() -> None:
     """`phase: purification, after_s: 60`: an air bubble a minute into the loop, whenever
     that comes (the in-process simulated rig is told each phase's start)."""
+    from controller.app import CLEAR, RunOptions, run_treatment
     from controller.config.loading import load_rig
-    from controller.runner import CLEAR, RunOptions, run_treatment
     from tests.integration.test_treatment import SHORT, rx
 
     scenario = Scenario.model_validate(
@@ -277,8 +277,8 @@ def test_a_scenario_names_when_and_every_fault_with_its_parameters_in_its_schema
 
 
 async def test_commands_lost_now_and_then_are_retried_and_the_treatment_completes() -> None:
+    from controller.app import CLEAR, RunOptions, run_treatment
     from controller.config.loading import load_rig
-    from controller.runner import CLEAR, RunOptions, run_treatment
     from tests.integration.test_treatment import SHORT, rx
 
     noisy = {"phase": "connecting", "fault": "command_loss", "params": {"fraction": 0.1}}

@@ -1,48 +1,77 @@
-"""The state machine alone: order, illegal requests, pause / alarm and resume, the diagram."""
+"""The state machine alone: the route each mode takes on `advance`, guards, illegal requests,
+pause / alarm and resume, the diagram."""
 
 from __future__ import annotations
 
 import pytest
 
+from controller.config.loading import load_prescription
+from controller.config.prescription import Prescription
 from controller.fsm.diagram import state_machine_markdown
-from controller.fsm.machine import IllegalRequest, Treatment
+from controller.fsm.machine import IllegalRequest, Treatment, sequence
+from controller.fsm.phases import PHASES, Progress
 
 
-async def to_exchange(mode: str = "li_als") -> Treatment:
-    m = Treatment(mode)
-    for trigger in ("begin", "self_test_passed", "primed", "start", "connected"):
-        await getattr(m, trigger)(cause="test")
+def prescription(mode: str) -> Prescription:
+    return load_prescription(f"config/prescriptions/{mode}.yaml")
+
+
+#: progress far enough for every phase's goal (the guards read it)
+DONE = Progress(
+    phase_s=3600.0,
+    exchanged_ml=1e6,
+    processed_ml=1e6,
+    patient_plasma_ml=1e6,
+    blood_rinsed_ml=1e6,
+    purification_s=1e6,
+)
+
+
+async def connecting(mode: str = "li_als") -> Treatment:
+    m = Treatment(prescription(mode))
+    for trigger in ("begin", "self_test_passed", "primed", "start"):
+        assert await m.trigger(trigger, cause="test")
+    assert m.phase == "connecting"
     return m
 
 
-async def test_the_li_als_sequence_in_spec_order() -> None:
+async def to_exchange(mode: str = "li_als") -> Treatment:
+    m = await connecting(mode)
+    m.progress = Progress(phase_s=3600.0)  # the ramp is done; nothing exchanged yet
+    await m.advance(cause="ramped")
+    assert m.phase == "exchange"
+    return m
+
+
+@pytest.mark.parametrize("mode", ["li_als", "pe", "adsorption", "pe_adsorption", "pe_filtration"])
+async def test_advance_takes_each_mode_along_its_own_route(mode: str) -> None:
+    m = await connecting(mode)
+    m.progress = DONE
+    while m.phase != "done":
+        before = m.phase
+        await m.advance(cause=f"{before} done")
+        assert m.phase != before, f"advance refused in {before}"
+    dests = [r.dest for r in m.history]
+    assert tuple(dests[dests.index("connecting") + 1 : -1]) == sequence(m.rx)
+    assert m.history[-1].trigger == "advance" and m.history[-1].source == "rinse_back"
+
+
+async def test_advance_waits_for_the_phase_table_to_say_done() -> None:
     m = await to_exchange()
-    for trigger in ("collect", "exchange_complete", "purification_complete", "rinsed"):
-        await getattr(m, trigger)(cause=trigger)
-    assert [r.dest for r in m.history] == [
-        "self_test",
-        "priming",
-        "ready",
-        "connecting",
-        "exchange",
-        "exchange_collect",
-        "purification",
-        "rinse_back",
-        "done",
-    ]
-    assert m.history[-1].cause == "rinsed"
-
-
-async def test_pe_skips_collection_and_adsorption_skips_exchange() -> None:
-    pe = await to_exchange("pe")
-    await pe.exchange_complete(cause="done")
-    assert pe.phase == "rinse_back"
-    ads = await to_exchange("adsorption")
-    assert ads.phase == "purification"
+    rx = m.rx
+    # far from the collection threshold: exchange goes on
+    m.progress = Progress(exchanged_ml=10.0)
+    assert not PHASES["exchange"].done(rx, m.progress)
+    await m.advance(cause="too early")
+    assert m.phase == "exchange"
+    m.progress = Progress(exchanged_ml=rx.exchange_ml - rx.collection_threshold_ml)
+    await m.advance(cause="threshold")
+    assert m.phase == "exchange_collect"
+    assert m.history[-1].cause == "threshold"
 
 
 async def test_illegal_requests_are_refused_with_what_is_allowed() -> None:
-    m = Treatment("li_als")
+    m = Treatment(prescription("li_als"))
     with pytest.raises(
         IllegalRequest, match=r"cannot resume while idle \(allowed now: begin, end\)"
     ):
@@ -54,7 +83,8 @@ async def test_illegal_requests_are_refused_with_what_is_allowed() -> None:
 
 async def test_pause_and_resume_return_to_the_interrupted_phase() -> None:
     m = await to_exchange()
-    await m.collect(cause="threshold")
+    m.progress = DONE
+    await m.advance(cause="threshold")
     await m.request("pause", "operator")
     assert m.phase == "paused"
     await m.request("resume", "operator")

@@ -7,6 +7,7 @@ import pytest
 from controller.config.loading import load_prescription
 from controller.config.prescription import Prescription
 from controller.fsm import phases
+from controller.fsm.machine import sequence
 from controller.fsm.phases import Progress
 
 
@@ -40,7 +41,7 @@ def test_collection_starts_when_the_remaining_volume_reaches_the_threshold(
 def test_pe_never_collects() -> None:
     pe = load_prescription("config/prescriptions/pe.yaml")
     assert not phases.collection_due(pe, Progress(exchanged_ml=pe.exchange_ml))
-    assert phases.treatment_sequence(pe) == ("exchange", "rinse_back")
+    assert sequence(pe) == ("exchange", "rinse_back")
 
 
 def test_the_loop_starts_only_when_the_bag_holds_its_minimum(rx: Prescription) -> None:

@@ -188,7 +188,7 @@ def test_the_hemofilter_fouls_with_the_filtrate_it_passed() -> None:
     for _ in range(10 * 3600):
         physics.step(1.0)
     assert physics.pumped_ml[4] == pytest.approx(20_000.0)  # the filtrate really ran
-    # REFERENCE: albumin sieving 0.30 -> 0.13 after 10 h at 2 L/h
+    # docs/reference.md: albumin sieving 0.30 -> 0.13 after 10 h at 2 L/h
     assert 0.30 * physics.fouling == pytest.approx(0.13, abs=0.005)
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from controller.app import RunOptions, run_treatment
 from controller.config import Prescription, RigConfig
 from controller.config.loading import load_prescription, load_rig, validate
 from controller.config.rig import SELF_TEST_RATE
 from controller.errors import ConfigError
 from controller.rig import PUMP_NAMES
-from controller.runner import RunOptions, run_treatment
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "config/rigs").glob("*.yaml"))

@@ -1,13 +1,14 @@
-"""Clinical sizing against the published figures (SPEC 3, REFERENCE Sizing)."""
+"""Clinical sizing against the published figures (docs/spec.md 3, docs/reference.md Sizing)."""
 
 import pytest
 
-from controller import sizing
+from controller import clinical
 from controller.config import Prescription
+from controller.fsm import plan as sizing
 
 
 def test_kaplan_plasma_volume_of_reference_patient() -> None:
-    assert sizing.plasma_volume_ml(70, 0.30) == pytest.approx(3185, rel=0.01)
+    assert clinical.plasma_volume_ml(70, 0.30) == pytest.approx(3185, rel=0.01)
 
 
 @pytest.mark.parametrize(
@@ -15,18 +16,18 @@ def test_kaplan_plasma_volume_of_reference_patient() -> None:
     [(70, 0.30, 3.185), (50, 0.40, 1.95), (100, 0.25, 4.875), (80, 0.45, 2.86)],
 )
 def test_kaplan_table(weight: float, hct: float, litres: float) -> None:
-    assert sizing.plasma_volume_ml(weight, hct) / 1000 == pytest.approx(litres, rel=0.01)
+    assert clinical.plasma_volume_ml(weight, hct) / 1000 == pytest.approx(litres, rel=0.01)
 
 
 @pytest.mark.parametrize(("pv_multiple", "removed"), [(1.0, 0.63), (1.5, 0.78), (2.0, 0.86)])
 def test_expected_removal_matches_published_table(pv_multiple: float, removed: float) -> None:
-    pv = sizing.plasma_volume_ml(70, 0.30)
-    assert sizing.expected_removal(pv_multiple * pv, pv) == pytest.approx(removed, abs=0.01)
+    pv = clinical.plasma_volume_ml(70, 0.30)
+    assert clinical.expected_removal(pv_multiple * pv, pv) == pytest.approx(removed, abs=0.01)
 
 
 def test_expected_removal_refuses_zero_plasma_volume() -> None:
     with pytest.raises(ValueError, match="positive"):
-        sizing.expected_removal(1000, 0)
+        clinical.expected_removal(1000, 0)
 
 
 def test_plan_phases_follow_the_flows() -> None:
@@ -97,8 +98,8 @@ def test_pe_has_no_collection_or_loop_phase() -> None:
 
 async def test_a_slow_rig_primes_as_long_as_its_plan_says() -> None:
     """A rig whose blood pump tops out at 100 mL/min primes at 100: the plan says so too."""
+    from controller.app import CLEAR, RunOptions, run_treatment
     from controller.config.loading import load_rig
-    from controller.runner import CLEAR, RunOptions, run_treatment
 
     rig = load_rig("config/rigs/sim.yaml")
     slow = rig.model_copy(

@@ -1,7 +1,4 @@
-"""Clinical sizing: plasma volume, expected removal, phase durations.
-
-Kept apart from the models so it can be checked against the published figures on its own
-(Kaplan: PV = 0.065 x weight x (1 - Hct); single-pool exchange: C/C0 = exp(-V/PV)).
+"""The treatment plan: each phase's expected length, from the prescription and the rig.
 
 The plan is computed from the same constants the control loop runs on (the self-test's pump
 checks, the priming flow, the connection ramp, the rinse-back flow), so the plan an operator
@@ -13,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from controller import clinical
+from controller.rig import BAG_MIN_ML
 
 if TYPE_CHECKING:
     from controller.config.prescription import Prescription
@@ -29,25 +29,10 @@ PRIME_LOOP_ML = 500.0
 PRIME_FLOW_ML_MIN = 150.0
 #: Blood pump ramp at connection (mL/min per second): 120 mL/min in about a minute.
 BLOOD_RAMP_ML_MIN_PER_S = 2.0
-#: The loop runs while the double-chamber bag (outer + inner) holds at least this much plasma:
-#: enough that the loop pump never runs the outer chamber dry between samples.
-BAG_MIN_ML = 100.0
 #: Blood held by the extracorporeal blood side, returned with saline at the end.
 RINSE_BACK_ML = 300.0
 #: Blood flow of the rinse-back (saline pushes the circuit's blood home).
 RINSE_BACK_FLOW_ML_MIN = 100.0
-
-
-def plasma_volume_ml(weight_kg: float, hematocrit: float) -> float:
-    """Kaplan's estimate of the plasma volume in mL."""
-    return 0.065 * weight_kg * (1.0 - hematocrit) * 1000.0
-
-
-def expected_removal(exchanged_ml: float, plasma_volume: float) -> float:
-    """Fraction of a plasma-confined solute removed by exchanging `exchanged_ml` (0..1)."""
-    if plasma_volume <= 0:
-        raise ValueError("plasma volume must be positive")
-    return 1.0 - math.exp(-exchanged_ml / plasma_volume)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +140,6 @@ def plan(
         plasma_volume_ml=pv,
         exchange_volume_ml=v,
         exchange_pv=v / pv,
-        expected_removal=expected_removal(v, pv),
+        expected_removal=clinical.expected_removal(v, pv),
         phases=tuple(phases),
     )

@@ -1,0 +1,168 @@
+"""Operator requests: the queue every front-end feeds, how each request is answered, and the
+unattended `--auto-resume` that plays the operator in demos and benches.
+
+Every request shares the same handling: applied in order at the start of a cycle, never
+after its caller stopped waiting, refused with a reason rather than ignored, and every one
+journaled with its result (`Operator`); what each does to the run is `act`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from controller.config.rig import AlarmLimits
+from controller.control.events import EXPIRED, Event, Occurred, Operated, Request
+from controller.control.gate import gate_still_passes
+from controller.control.summary import stop_record
+from controller.errors import CommandRefused
+from controller.fsm.machine import IllegalRequest
+from controller.safety.alarms import AlarmEvent
+
+if TYPE_CHECKING:
+    from controller.control.loop import Controller
+
+#: Hazards seen only while blood flows: a resume from them is checked at low flow first.
+CHECKED_AT_LOW_FLOW = frozenset({"return_low", "return_high", "access_low", "air_return"})
+
+#: What the loop does for one request; raises IllegalRequest or CommandRefused to refuse.
+Act = Callable[[str, str], Awaitable[str | None]]
+
+
+class Operator:
+    def __init__(self, emit: Callable[[Event], None]) -> None:
+        self._emit = emit
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        #: operator requests refused, with the reason
+        self.rejected: list[str] = []
+
+    def request(
+        self, trigger: str, cause: str = "operator", answer: asyncio.Future[str] | None = None
+    ) -> Request:
+        """Queue a request for the next cycle (see `RequestPort.request`)."""
+        request = Request(trigger, cause, answer)
+        self._queue.put_nowait(request)
+        return request
+
+    async def apply(self, t_ms: int, act: Act) -> None:
+        """Every queued request, in order. `act` returns the cause as journaled (the loop
+        adds to it, e.g. an override's note on a start) or None for the cause as given."""
+        queue = self._queue
+        while not queue.empty():
+            request = queue.get_nowait()
+            trigger, cause, answer = request.trigger, request.cause, request.answer
+            if answer is not None and answer.cancelled():
+                self._emit(Operated(t_ms, trigger, cause, EXPIRED))
+                continue
+            request.taken = True
+            result = "done"
+            try:
+                cause = await act(trigger, cause) or cause
+            except (IllegalRequest, CommandRefused) as exc:
+                self.rejected.append(f"{trigger}: {exc}")
+                result = f"refused: {exc}"
+            except Exception as exc:  # the loop's fault handler takes it from here
+                result = f"failed: {exc}"
+                raise
+            finally:
+                self._emit(Operated(t_ms, trigger, cause, result))
+                if answer is not None and not answer.done():
+                    answer.set_result(result)
+
+
+async def act(c: Controller, trigger: str, cause: str) -> str | None:
+    """What one request does; raises IllegalRequest (or CommandRefused) to refuse it."""
+    t = c.sample.t_ms if c.sample is not None else 0
+    m = c.machine
+    if trigger == "acknowledge":
+        c.safety.alarms.acknowledge(t)
+        return None
+    if trigger == "pause_audio":
+        c.safety.alarms.pause_audio(t)
+        return None
+    if trigger == "resume" and m.phase == "alarm" and not c.safety.clear_to_resume():
+        raise IllegalRequest(
+            "cannot resume: "
+            + (", ".join(c.safety.alarms.conditions_present()) or "")
+            + " (conditions present or alarms not acknowledged)"
+        )
+    if trigger in ("resume", "stop") and c.sample is not None and c.sample.safe:
+        await c.arm_for(trigger)
+    if trigger == "start" and m.phase == "ready":
+        assert c.sample is not None
+        gate_still_passes(c, c.sample)
+        c.safety.start_accounting(c.sample)
+        cause = f"{cause}; {c.override_note}" if c.override_note else cause
+    acting = c.treatment_phase()
+    episode = set(c.episode) if m.phase == "alarm" else set()
+    await m.request(trigger, cause)
+    if trigger == "resume" and episode & CHECKED_AT_LOW_FLOW:
+        c.check_until_ms = t + int(c.rig.alarms.resume_check_s * 1000)
+    if trigger == "resume" and not cause.startswith("auto:") and c.auto_resume:
+        c.auto_resume.person_resumed()
+    if trigger in ("stop", "end"):
+        c.accounting.run.stop = stop_record(c, cause, acting)
+    return cause
+
+
+class AutoResume:
+    """Unattended runs: acknowledge and resume an alarm once its conditions have been gone
+    for `after_s` of rig time, unless it keeps coming back (then a person must look)."""
+
+    def __init__(self, after_s: float, lim: AlarmLimits) -> None:
+        self.after_s = after_s
+        self.lim = lim
+        self._clear_since_ms: int | None = None
+        #: why it holds back (an alarm that keeps coming back), once said
+        self.held: str | None = None
+
+    def person_resumed(self) -> None:
+        """A person looked: auto-resume may play the operator again."""
+        self.held = None
+
+    def judge(
+        self,
+        t_ms: int,
+        in_alarm: bool,
+        conditions_present: bool,
+        active: Iterable[str],
+        raised: list[AlarmEvent],
+        operator: Operator,
+        emit: Callable[[Event], None],
+    ) -> None:
+        if not in_alarm or conditions_present:
+            self._clear_since_ms = None
+            return
+        if self.held is not None:
+            return  # held until a person resumes
+        recurring = self.recurring(t_ms, active, raised)
+        if recurring is not None:
+            self.held = recurring
+            emit(Occurred(t_ms, "auto_resume_held", {"why": recurring}))
+            return
+        if self._clear_since_ms is None:
+            self._clear_since_ms = t_ms
+        elif t_ms - self._clear_since_ms >= self.after_s * 1000:
+            operator.request("acknowledge", "auto: conditions gone")
+            operator.request("resume", "auto: conditions gone")
+            self._clear_since_ms = None
+
+    def recurring(self, t_ms: int, active: Iterable[str], raised: list[AlarmEvent]) -> str | None:
+        """Why it must not resume now: an alarm of this stop keeps coming back (the rig's
+        auto_resume_max raises within auto_resume_window_s), so resuming would only loop into
+        a fault that is still there."""
+        lim = self.lim
+        since = t_ms - int(lim.auto_resume_window_s * 1000)
+        counts: dict[str, int] = {}
+        for e in raised:
+            if e.kind == "raised" and e.t_ms >= since:
+                counts[e.alarm] = counts.get(e.alarm, 0) + 1
+        for alarm_id in active:
+            count = counts.get(alarm_id, 0)
+            if count >= lim.auto_resume_max:
+                return (
+                    f"{alarm_id} raised {count} times in {lim.auto_resume_window_s / 60:g} min:"
+                    " not resumed automatically; the operator must find the cause"
+                )
+        return None
