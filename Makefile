@@ -35,9 +35,11 @@ demo: install
 test: install system-deps lint
 	$(VENV)/bin/pytest
 
+# mypy --strict with pydantic's plugin over controller, firmware_sim and bench ([tool.mypy])
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -143,20 +143,23 @@ def main() -> None:
                 "-m", "controller", "firmware-sim", "--rig", str(rig_file), "--device", server_end
             ):
                 time.sleep(1.0)
-                result["ours_set_pump_ack"] = asyncio.run(ours(client_end, args.n))
+                ours_figures = asyncio.run(ours(client_end, args.n))
+                result["ours_set_pump_ack"] = ours_figures
         with process("-m", "bench.ptybridge", first_line=True) as ends:
             server_end, client_end = ends.split()
             with process("-m", "bench.modbus_server", server_end):
                 time.sleep(1.5)
-                result["peer_pymodbus_rtu_read_16"] = asyncio.run(peer(client_end, args.n))
+                peer_figures = asyncio.run(peer(client_end, args.n))
+                result["peer_pymodbus_rtu_read_16"] = peer_figures
         with process("-m", "bench.ptybridge", first_line=True) as ends:
             server_end, client_end = ends.split()
             with process("-m", "bench.link_rtt", "--echo", server_end):
                 time.sleep(0.5)
-                result["floor_raw_echo_12_bytes"] = floor(client_end, args.n)
-    ours_median = result["ours_set_pump_ack"]["median_us"]  # type: ignore[index]
-    peer_median = result["peer_pymodbus_rtu_read_16"]["median_us"]  # type: ignore[index]
-    floor_median = result["floor_raw_echo_12_bytes"]["median_us"]  # type: ignore[index]
+                floor_figures = floor(client_end, args.n)
+                result["floor_raw_echo_12_bytes"] = floor_figures
+    ours_median = ours_figures["median_us"]
+    peer_median = peer_figures["median_us"]
+    floor_median = floor_figures["median_us"]
     result["speedup_median"] = round(peer_median / ours_median, 1)
     # the most any protocol on this path could beat the peer by
     result["speedup_ceiling"] = round(peer_median / floor_median, 1)

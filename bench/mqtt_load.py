@@ -79,7 +79,7 @@ async def one_run(
             gate=CLEAR,
             speed=speed,
             journal=journal,
-            edges=[bridge],
+            edges=[bridge] if bridge is not None else [],
             on_view=on_status,
             on_controller=on_controller,
         )

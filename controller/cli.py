@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller import examples
 from controller.config import (
@@ -125,8 +125,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 failed.append(exc)
                 continue
             print(f"{printable(rx_path)} on rig {printable(rig_path)}: OK")
-    for exc in failed:
-        for line in exc.lines():
+    for error in failed:
+        for line in error.lines():
             print(line, file=sys.stderr)
     return ConfigError.exit_code if failed else 0
 
@@ -134,8 +134,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     """One kind's JSON Schema to stdout, or every kind into the folder given with --out."""
 
-    def text(model: type) -> str:
-        return json.dumps(model.model_json_schema(by_alias=True), indent=2) + "\n"  # type: ignore[attr-defined]
+    def text(model: type[BaseModel]) -> str:
+        return json.dumps(model.model_json_schema(by_alias=True), indent=2) + "\n"
 
     if args.out is None:
         if args.kind is None:

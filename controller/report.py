@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -111,7 +112,8 @@ def plots(record: SessionRecord) -> dict[str, str]:
         fig, ax = figure("Plasma solutes (simulation), % of start", "%")
         for name in rows[0]["solute"]:
             first = rows[0]["solute"][name] or 1.0
-            level = [100 * r["solute"][name] / first if "solute" in r else None for r in rows]
+            # a gap where a row has no solutes (matplotlib draws None and NaN alike: not at all)
+            level = [100 * r["solute"][name] / first if "solute" in r else math.nan for r in rows]
             ax.plot(times, level, label=name)
         ax.legend(fontsize=7, loc="upper right")
         out["Plasma solutes (simulation)"] = _png(fig)
@@ -385,5 +387,6 @@ def _describe(kind: str, body: dict[str, Any]) -> str:
     if kind == "operator":
         return f"{body['request']} ({body['cause']}): {body['result']}"
     if kind == "error":
-        return body["error"]
+        error: str = body["error"]
+        return error
     return ", ".join(f"{k}: {v}" for k, v in body.items())

@@ -200,7 +200,11 @@ def _command_loss(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
 
 def _sensor_stuck(fw: Firmware, ph: Physics, params: Any) -> Callable[[], None]:
     fw.stuck[params.sensor] = fw.raw_sensor(params.sensor)
-    return lambda: fw.stuck.pop(params.sensor, None)
+
+    def stop() -> None:
+        fw.stuck.pop(params.sensor, None)
+
+    return stop
 
 
 def _sensor_set(attr: str) -> Action:

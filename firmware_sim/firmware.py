@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from controller.config.rig import RigConfig
 from controller.rig import (
@@ -135,6 +136,10 @@ class Firmware:
             "plasma_temp": (rig.sensors.plasma_temp.low, rig.sensors.plasma_temp.high),
             "map": (rig.sensors.map.low, rig.sensors.map.high),
         }
+        #: the ranges in SENSOR_NAMES order; with a bound at infinity a reading compared
+        #: with it could be infinite and still inside: `_valid` judges those one by one
+        self._range_list = [self._ranges[n] for n in SENSOR_NAMES]
+        self._open_ranges = not all(math.isfinite(b) for r in self._range_list for b in r)
         #: listeners called with each Snapshot / FirmwareEvent as it is produced
         self.on_sample: Callable[[Snapshot], None] | None = None
         self.on_event: Callable[[FirmwareEvent], None] | None = None
@@ -204,18 +209,20 @@ class Firmware:
             nxt = min(self._next_physics_ms, self.next_sample_ms, self.wake_ms, self._check_ms, hb)
             if nxt > end:
                 break
-            self.t_ms = nxt
-            if nxt >= self.wake_ms and self.on_wake is not None:
-                self.on_wake(nxt)
-            if nxt >= self._next_physics_ms:
-                physics.step((nxt - self._physics_ms) / 1000.0)
-                self._physics_ms = nxt
-                self._next_physics_ms = nxt + period
+            # a whole ms: each deadline is an int tick, or math.inf for none (never <= end)
+            now = cast(int, nxt)
+            self.t_ms = now
+            if now >= self.wake_ms and self.on_wake is not None:
+                self.on_wake(now)
+            if now >= self._next_physics_ms:
+                physics.step((now - self._physics_ms) / 1000.0)
+                self._physics_ms = now
+                self._next_physics_ms = now + period
                 self._refresh()
             self._check_ms = math.inf
             if not self.safe:
                 self._protect()
-            if nxt >= self.next_sample_ms:
+            if now >= self.next_sample_ms:
                 self.next_sample_ms += self.sample_period_ms
                 self._sample()
         if end > self.t_ms:
@@ -359,7 +366,19 @@ class Firmware:
         measured = self._encoders()
         if self.on_sample is None or self.mute:
             return
-        sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
+        if self.stuck or self.missing or self.out_of_range or self._open_ranges:
+            sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
+            valid = {n: self._valid(n, v) for n, v in sensors.items()}
+        else:  # no sensor fault: the same readings, judged against finite ranges at once
+            values = self.physics.readings()
+            sensors = dict(zip(SENSOR_NAMES, values, strict=True))
+            valid = dict(
+                zip(
+                    SENSOR_NAMES,
+                    [lo <= v <= hi for v, (lo, hi) in zip(values, self._range_list, strict=True)],
+                    strict=True,
+                )
+            )
         self.on_sample(
             Snapshot(
                 t_ms=self.t_ms,
@@ -367,7 +386,7 @@ class Firmware:
                 commanded=tuple(self.commanded[n] for n in PUMP_NAMES),
                 measured=measured,
                 sensors=sensors,
-                valid={n: self._valid(n, v) for n, v in sensors.items()},
+                valid=valid,
                 air_return=self._air,
                 blood_leak=self._leak,
                 # where the valves are (their position sensors), not where they were sent:

@@ -11,6 +11,7 @@ restart) or a power-on reset starts over.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from controller.protocol import codec as p
 from controller.rig import PUMP_NAMES, SENSOR_NAMES, VALVE_POSITIONS
@@ -114,8 +115,8 @@ class FirmwareLink:
         if frame.type not in COMMANDS:
             return None  # not for the firmware (an echo of its own frames, say)
         msg = frame.message
-        if frame.type is p.MsgType.HELLO and msg.session != self.session:  # type: ignore[union-attr]
-            self.session = msg.session  # type: ignore[union-attr]
+        if isinstance(msg, p.Hello) and msg.session != self.session:  # a HELLO frame
+            self.session = msg.session
             self.last_seq = None
         if self.session is None:
             return self._out(p.Nak(p.NAKS.index("no_session")), ack=frame.seq)
@@ -132,6 +133,8 @@ class FirmwareLink:
         return reply
 
     def _execute(self, frame: p.Frame) -> p.Message:
+        """The casts below hold: the codec decodes each frame type to its one message class
+        (`codec._DECODERS`)."""
         fw = self.firmware
         msg = frame.message
         nak: str | None = None
@@ -145,30 +148,32 @@ class FirmwareLink:
                     fw.rig_id,
                 )
             case p.MsgType.SET_PUMP:
-                if msg.pump >= len(PUMP_NAMES):  # type: ignore[union-attr]
+                pump = cast(p.SetPump, msg)
+                if pump.pump >= len(PUMP_NAMES):
                     nak = "unknown_id"
                 else:
-                    nak = fw.set_pump(PUMP_NAMES[msg.pump], msg.rate)  # type: ignore[union-attr]
+                    nak = fw.set_pump(PUMP_NAMES[pump.pump], pump.rate)
             case p.MsgType.SET_VALVE:
+                valve = cast(p.SetValve, msg)
                 names = tuple(VALVE_POSITIONS)
-                if msg.valve >= len(names):  # type: ignore[union-attr]
+                if valve.valve >= len(names):
                     nak = "unknown_id"
                 else:
-                    name = names[msg.valve]  # type: ignore[union-attr]
+                    name = names[valve.valve]
                     positions = VALVE_POSITIONS[name]
-                    if msg.position >= len(positions):  # type: ignore[union-attr]
+                    if valve.position >= len(positions):
                         nak = "out_of_range"
                     else:
-                        nak = fw.set_valve(name, positions[msg.position])  # type: ignore[union-attr]
+                        nak = fw.set_valve(name, positions[valve.position])
             case p.MsgType.SET_LIMITS:
-                m = msg
+                m = cast(p.LimitsMsg, msg)
                 nak = fw.set_limits(
                     Limits(
-                        return_low_mmhg=m.return_low_mmhg,  # type: ignore[union-attr]
-                        return_high_mmhg=m.return_high_mmhg,  # type: ignore[union-attr]
-                        access_low_mmhg=m.access_low_mmhg,  # type: ignore[union-attr]
-                        heartbeat_timeout_ms=m.heartbeat_timeout_ms,  # type: ignore[union-attr]
-                        pump_max=dict(zip(PUMP_NAMES, m.pump_max, strict=True)),  # type: ignore[union-attr]
+                        return_low_mmhg=m.return_low_mmhg,
+                        return_high_mmhg=m.return_high_mmhg,
+                        access_low_mmhg=m.access_low_mmhg,
+                        heartbeat_timeout_ms=m.heartbeat_timeout_ms,
+                        pump_max=dict(zip(PUMP_NAMES, m.pump_max, strict=True)),
                     )
                 )
             case p.MsgType.GET_LIMITS:
@@ -178,11 +183,12 @@ class FirmwareLink:
             case p.MsgType.ARM:
                 nak = fw.arm()
             case p.MsgType.SIM_FAULT:
+                fault = cast(p.SimFault, msg)
                 try:
-                    if msg.op == 1:  # type: ignore[union-attr]
-                        self.faults.inject(msg.name, **msg.params)  # type: ignore[union-attr]
+                    if fault.op == 1:
+                        self.faults.inject(fault.name, **fault.params)
                     else:
-                        self.faults.clear(msg.name)  # type: ignore[union-attr]
+                        self.faults.clear(fault.name)
                 except ValueError:
                     nak = "bad_payload"
         if nak is not None:

@@ -518,6 +518,22 @@ class Physics:
             self.pressures[i] + self.pressure_offset[i] + self._rng.gauss(0.0, PRESSURE_NOISE_MMHG)
         )
 
+    def readings(self) -> list[float]:
+        """Every sensor's reading in SENSOR_NAMES order (pressures, scales, plasma_temp,
+        map), the noise drawn in that order: what `pressure_sample`, `scale_g`,
+        `temp_sample` and `map_sample` give one by one, the same numbers, in one call (it
+        runs on every sample, thousands of times a second of wall time)."""
+        gauss = self._rng.gauss
+        values = [
+            p + o + gauss(0.0, PRESSURE_NOISE_MMHG)
+            for p, o in zip(self.pressures, self.pressure_offset, strict=True)
+        ]
+        volumes, offsets = self.volumes, self.scale_offset_g
+        values += [volumes[n] + offsets[n] for n in SCALE_NAMES]
+        values.append(self.plasma_temp_c + gauss(0.0, 0.02))
+        values.append(self.map_mmhg + gauss(0.0, 0.3))
+        return values
+
     def map_sample(self) -> float:
         """The patient monitor's MAP, with its own small noise."""
         return self.map_mmhg + self._rng.gauss(0.0, 0.3)

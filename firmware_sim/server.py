@@ -15,6 +15,7 @@ import sys
 import termios
 import tty
 from collections.abc import Callable
+from typing import cast
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
@@ -103,10 +104,14 @@ class FirmwareServer:
 
         loop.add_reader(master, readable)
         self.link.send = write
+
         # the slave stays open here too, so the path survives the controller closing it
-        self._closers.append(
-            lambda: (loop.remove_reader(master), os.close(master), os.close(slave))
-        )
+        def close() -> None:
+            loop.remove_reader(master)
+            os.close(master)
+            os.close(slave)
+
+        self._closers.append(close)
         return path
 
     # -- TCP ------------------------------------------------------------------------------
@@ -141,7 +146,8 @@ class FirmwareServer:
 
         class Proto(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                link.send = transport.write  # type: ignore[attr-defined]
+                # a serial connection's transport writes (serial_asyncio_fast.SerialTransport)
+                link.send = cast(asyncio.Transport, transport).write
 
             def data_received(self, data: bytes) -> None:
                 link.receive(data)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import annotated_types
 from pydantic import BaseModel, ValidationError
@@ -203,20 +203,22 @@ def _length(info: FieldInfo | None, kind: type, attr: str, otherwise: int) -> in
 
 def _numbers(kind: type, info: FieldInfo | None, default: Any) -> list[Any]:
     step = 1 if kind is int else 1e-6
-    lo = hi = None
+    lo: float | None = None
+    hi: float | None = None
+    # annotated_types types a bound as merely comparable; on an int or float field it is a number
     for m in info.metadata if info is not None else ():
         if isinstance(m, annotated_types.Ge):
-            lo = m.ge
+            lo = cast(float, m.ge)
         elif isinstance(m, annotated_types.Gt):
-            lo = m.gt + step
+            lo = cast(float, m.gt) + step
         elif isinstance(m, annotated_types.Le):
-            hi = m.le
+            hi = cast(float, m.le)
         elif isinstance(m, annotated_types.Lt):
-            hi = m.lt - step
-    if lo is None and hi is None:
-        lo = default if isinstance(default, int | float) else 0
-    lo = hi - 1 if lo is None and hi is not None else lo
-    hi = lo + 1 if hi is None else hi
+            hi = cast(float, m.lt) - step
+    if lo is None:
+        lo = (default if isinstance(default, int | float) else 0) if hi is None else hi - 1
+    if hi is None:
+        hi = lo + 1
     values = [lo, hi]
     if isinstance(default, int | float) and default not in values:
         values.append(default)
@@ -246,12 +248,16 @@ def _get(data: Any, loc: Loc) -> Any:
 
 def _put(data: Any, loc: Loc, value: Any) -> None:
     parent = _get(data, loc[:-1])
-    if not isinstance(parent, dict | list):
+    key = loc[-1]
+    if isinstance(parent, dict):
+        parent[key] = value
+    elif isinstance(parent, list) and isinstance(key, int):
+        try:
+            parent[key] = value
+        except IndexError:
+            raise _CannotStandIn(loc) from None
+    else:  # neither a mapping nor a list, or a list with a name for an index
         raise _CannotStandIn(loc)
-    try:
-        parent[loc[-1]] = value  # type: ignore[index]
-    except (IndexError, TypeError):
-        raise _CannotStandIn(loc) from None
 
 
 def _delete(data: Any, loc: Loc) -> None:

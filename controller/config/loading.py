@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from controller.config.checklist import GateAnswers
 from controller.config.hidden import hidden_rules
-from controller.config.issues import issues_from, show_value
+from controller.config.issues import issues_from as issues_from  # re-exported, for callers
+from controller.config.issues import show_value
 from controller.config.prescription import Prescription
 from controller.config.reader import read_yaml
 from controller.config.rig import RigConfig
@@ -98,6 +99,7 @@ def load_checklist(path: str | Path) -> GateAnswers:
 
 def to_yaml(model: BaseModel) -> str:
     """The canonical YAML form of a model; loading it gives the same model back."""
-    return yaml.safe_dump(
+    text: str = yaml.safe_dump(
         model.model_dump(mode="json", exclude_none=True, by_alias=True), sort_keys=False
     )
+    return text

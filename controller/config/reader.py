@@ -66,9 +66,9 @@ class ConfigLoader(yaml.SafeLoader):
         self._path: list[str] = []
         self.duplicates: list[ConfigIssue] = []
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML: unannotated
             raise Refused(
                 event.start_mark,
                 f"*{event.anchor}",
@@ -78,7 +78,7 @@ class ConfigLoader(yaml.SafeLoader):
         label = index.value if isinstance(index, ScalarNode) else index
         if len(self._path) >= MAX_DEPTH:
             raise Refused(
-                self.peek_event().start_mark,
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]  # types-PyYAML: unannotated
                 "(yaml)",
                 f"nested deeper than {MAX_DEPTH} levels",
                 "a config file is a few levels deep",
@@ -86,12 +86,13 @@ class ConfigLoader(yaml.SafeLoader):
         # the path of mapping values and list items, for naming a duplicate key
         self._path.append("" if label is None else str(label))
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._path.pop()
 
-    def compose_mapping_node(self, anchor: str | None) -> MappingNode:
-        node: MappingNode = super().compose_mapping_node(anchor)
+    # types-PyYAML types `anchor` as a dict of nodes; PyYAML passes the anchor's name
+    def compose_mapping_node(self, anchor: str | None) -> MappingNode:  # type: ignore[override]  # types-PyYAML: anchor is a str
+        node = super().compose_mapping_node(anchor)  # type: ignore[arg-type]  # types-PyYAML: anchor is a str
         seen: dict[Any, Node] = {}
         for key, _ in node.value:
             if key.tag == "tag:yaml.org,2002:merge":

@@ -43,7 +43,8 @@ class Pumps(Strict):
     model_config = Strict.model_config | {"populate_by_name": True, "serialize_by_alias": True}
 
     def get(self, name: str) -> PumpConfig:
-        return getattr(self, "return_" if name == "return" else name)
+        pump: PumpConfig = getattr(self, "return_" if name == "return" else name)
+        return pump
 
     @model_validator(mode="after")
     def _within_hard_limits(self) -> Pumps:

@@ -7,7 +7,7 @@ file is checked before a simulated treatment starts; `firmware_sim.faults` imple
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -22,10 +22,18 @@ from controller.config._fields import (
 )
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SENSOR_NAMES
 
-PumpName = Literal[PUMP_NAMES]  # type: ignore[valid-type]
-ScaleName = Literal[SCALE_NAMES]  # type: ignore[valid-type]
-SensorName = Literal[SENSOR_NAMES]  # type: ignore[valid-type]
-PressureName = Literal[PRESSURE_NAMES]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    # the names come from the rig's layout at run time, where pydantic checks them; to a type
+    # checker they are strings
+    PumpName: TypeAlias = str
+    ScaleName: TypeAlias = str
+    SensorName: TypeAlias = str
+    PressureName: TypeAlias = str
+else:
+    PumpName = Literal[PUMP_NAMES]
+    ScaleName = Literal[SCALE_NAMES]
+    SensorName = Literal[SENSOR_NAMES]
+    PressureName = Literal[PRESSURE_NAMES]
 
 
 class NoParams(Strict):
@@ -146,8 +154,8 @@ FAULTS: dict[str, type[Strict]] = {
     "command_loss": CommandLoss,
 }
 #: Treatment phases a fault can be timed from (`phase:` and `after_s:` in a scenario).
-PHASES = ("connecting", "exchange", "exchange_collect", "purification", "rinse_back")
-Phase = Literal[PHASES]  # type: ignore[valid-type]
+Phase = Literal["connecting", "exchange", "exchange_collect", "purification", "rinse_back"]
+PHASES: tuple[str, ...] = get_args(Phase)
 
 
 def _fault_catalogue(schema: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ phase and alarms can be, never the volumes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_MS = 500
 #: Raise it with any change a resume of an older checkpoint would misread.
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION: Final = 1
 
 
 class Checkpoint(BaseModel):

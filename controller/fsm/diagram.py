@@ -28,5 +28,5 @@ def state_machine_markdown() -> str:
         graph_engine="mermaid",
         show_conditions=True,
     )
-    graph = machine.get_graph().draw(None)
+    graph: str = machine.get_graph().draw(None)  # transitions is untyped: mermaid source
     return HEADER + "```mermaid\n" + graph.strip() + "\n```\n"

@@ -95,9 +95,10 @@ class SerialHal(Hal):
     ) -> None:
         super().__init__()
         self.rig = rig or RigConfig(backend="serial")
-        self.url = port or self.rig.serial.url
-        if not self.url:
+        url = port or self.rig.serial.url
+        if not url:
             raise HalError("serial backend needs a port: --port URL or serial.url in the rig file")
+        self.url: str = url
         self.ack_timeout_s = ack_timeout_s
         self.retries = retries
         self.reconnect = reconnect
@@ -133,7 +134,7 @@ class SerialHal(Hal):
         if serial is not None and hasattr(serial, "reset_input_buffer"):
             with contextlib.suppress(Exception):
                 serial.reset_input_buffer()  # stale bytes from before are not news
-        self._transport, self._proto = transport, proto  # type: ignore[assignment]
+        self._transport, self._proto = transport, proto
         self.decoder = p.Decoder()
         self._last_rx = loop.time()
         self._up.set()
@@ -197,17 +198,17 @@ class SerialHal(Hal):
                 HalEvent(HalEventKind.LINK_RESTORED, self._last_t_ms, "frames again")
             )
         for frame in self.decoder.feed(data):
-            kind = frame.type
-            if kind is p.MsgType.SAMPLE:
-                sample = sample_from_message(frame.message)  # type: ignore[arg-type]
+            kind, m = frame.type, frame.message
+            # the codec decodes a SAMPLE frame, and only it, to a SampleMsg; EVENT to EventMsg
+            if isinstance(m, p.SampleMsg):
+                sample = sample_from_message(m)
                 self._last_t_ms = sample.t_ms
                 self._samples.append(sample)
                 self._sample_ready.set()
-            elif kind is p.MsgType.EVENT:
-                m = frame.message
-                code = p.EVENTS[m.code]  # type: ignore[union-attr]
+            elif isinstance(m, p.EventMsg):
+                code = p.EVENTS[m.code]
                 if code != "none":
-                    self._events.append(HalEvent(HalEventKind(code), m.t_ms, m.detail))  # type: ignore[union-attr]
+                    self._events.append(HalEvent(HalEventKind(code), m.t_ms, m.detail))
             elif kind in (p.MsgType.ACK, p.MsgType.NAK, p.MsgType.INFO, p.MsgType.LIMITS):
                 pending = self._pending
                 if pending is not None and pending[0] == frame.ack and not pending[1].done():
@@ -221,8 +222,8 @@ class SerialHal(Hal):
         async with self._lock:
             for renewed in (False, True):
                 frame = await self._exchange(msg, what)
-                if frame.type is p.MsgType.NAK:
-                    code = p.NAKS[frame.message.code]  # type: ignore[union-attr]
+                if isinstance(frame.message, p.Nak):  # a NAK frame
+                    code = p.NAKS[frame.message.code]
                     if code == "no_session" and hello_done and not renewed:
                         await self._exchange(p.Hello(self._session), "hello")  # after an MCU reset
                         continue

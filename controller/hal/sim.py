@@ -37,20 +37,25 @@ from firmware_sim.firmware import (
 )
 from firmware_sim.physics import Physics, physics_for
 
+#: the firmware's reason codes, looked up rather than parsed by the enum on every sample
+_SAFE_REASONS: dict[str, SafeReason] = {r.value: r for r in SafeReason}
+
 
 def sample_from_snapshot(s: Snapshot) -> Sample:
+    """The controller's `Sample` of a firmware snapshot, built on every sample (10 Hz of rig
+    time, thousands of times a second at full speed): `map` over the snapshot's own tuples
+    and names, with no per-item Python frame. Building the readings is most of its cost."""
+    sensors = s.sensors
+    readings = map(Reading, sensors.values(), map(s.valid.__getitem__, sensors))
     return Sample(
         t_ms=s.t_ms,
         seq=s.counter,
-        pumps={
-            n: PumpReading(c, m)
-            for n, c, m in zip(PUMP_NAMES, s.commanded, s.measured, strict=True)
-        },
-        sensors={n: Reading(v, s.valid[n]) for n, v in s.sensors.items()},
+        pumps=dict(zip(PUMP_NAMES, map(PumpReading, s.commanded, s.measured), strict=True)),
+        sensors=dict(zip(sensors, readings, strict=True)),
         detectors={"air_return": s.air_return, "blood_leak": s.blood_leak},
         valves=dict(s.valves),
         state=FirmwareState.SAFE if s.safe else FirmwareState.RUNNING,
-        safe_reason=SafeReason(s.reason),
+        safe_reason=_SAFE_REASONS.get(s.reason) or SafeReason(s.reason),
         totals_ml=dict(zip(PUMP_NAMES, s.totals, strict=True)),
     )
 

@@ -90,7 +90,9 @@ _ROW_COLUMNS = (
 
 
 def _row(r: Sequence[Any]) -> SessionRow:
-    return SessionRow(*r[:8], bool(r[8]), *r[9:])
+    values = list(r)
+    values[8] = bool(values[8])  # `completed`: SQLite keeps 0 or 1
+    return SessionRow(*values)
 
 
 @dataclass(slots=True)

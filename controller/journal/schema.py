@@ -83,7 +83,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) ->
     alsctl starting on one new file at once migrate it once, the others wait (busy timeout)
     and find it done, instead of failing on `table session already exists`.
     """
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > len(migrations):
         raise JournalError(
             f"journal schema {found} is newer than this alsctl knows ({len(migrations)}):"

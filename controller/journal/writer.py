@@ -200,11 +200,12 @@ class Journal:
                 except queue.Empty:
                     conn = self._idle(conn)
                     continue
-                items = self._gather(first)
-                if items and items[-1] is None:
+                gathered = self._gather(first)
+                if gathered and gathered[-1] is None:
                     stop = True
-                    items.pop()
-                conn = self._handle(conn, items)  # type: ignore[arg-type]
+                # the close marker (None) can only end a batch
+                items = [item for item in gathered if item is not None]
+                conn = self._handle(conn, items)
                 if self._backlog:
                     # a busy run never leaves the queue empty for RETRY_S: try between batches
                     if time.monotonic() - self._retried_at >= RETRY_S:

@@ -445,7 +445,9 @@ class MqttBridge(Edge):
         except ValidationError as exc:
             log.error("%s event %d does not fit its schema (published as it is): %s",
                       e.kind, e.id, one_line(exc))  # fmt: skip
-        other = OtherEvent.model_construct(**head, kind=e.kind, body=e.body)
+        other = OtherEvent.model_construct(
+            id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, kind=e.kind, body=e.body
+        )
         return "events", other.model_dump_json()
 
     def _telemetry_payload(
@@ -662,7 +664,7 @@ class MqttBridge(Edge):
         )
         properties = None
         if correlation is not None:
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho-mqtt leaves it unannotated
             properties.CorrelationData = correlation
         try:
             await client.publish(reply, answer.model_dump_json(), qos, False, properties)

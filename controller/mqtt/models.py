@@ -10,7 +10,7 @@ journal file, so a subscriber can put them in order and drop a copy it has alrea
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, create_model
 
@@ -44,18 +44,22 @@ def _session() -> Any:
 
 def _named(name: str, names: tuple[str, ...], unit: str, doc: str) -> type[BaseModel]:
     """A model with one float field per name, so the schema lists every sensor by name."""
-    model = create_model(  # type: ignore[call-overload]
-        name,
-        __base__=Payload,
-        __doc__=doc,
-        **{n: (float, Field(description=unit)) for n in names},
+    fields: dict[str, Any] = {n: (float, Field(description=unit)) for n in names}
+    return create_model(name, __base__=Payload, __doc__=doc, **fields)
+
+
+if TYPE_CHECKING:
+    # built at run time from the rig's layout, one float field per name; to a type checker
+    # they are payloads whose fields it cannot know
+    Pressures: TypeAlias = Payload
+    Flows: TypeAlias = Payload
+    Bags: TypeAlias = Payload
+else:
+    Pressures = _named(
+        "Pressures", PRESSURE_NAMES, "mmHg", "Every pressure sensor, zeroed at rest."
     )
-    return model  # type: ignore[no-any-return]
-
-
-Pressures = _named("Pressures", PRESSURE_NAMES, "mmHg", "Every pressure sensor, zeroed at rest.")
-Flows = _named("Flows", PUMP_NAMES, "mL/min (heparin mL/h)", "Each pump's encoder flow.")
-Bags = _named("Bags", SCALE_NAMES, "mL", "Each scale, as the volume it weighs.")
+    Flows = _named("Flows", PUMP_NAMES, "mL/min (heparin mL/h)", "Each pump's encoder flow.")
+    Bags = _named("Bags", SCALE_NAMES, "mL", "Each scale, as the volume it weighs.")
 
 
 class Telemetry(Payload):
@@ -66,9 +70,9 @@ class Telemetry(Payload):
     t_ms: int = Field(description="rig time of the sample, ms")
     phase: str
     safe: bool = Field(description="the firmware is in its safe state")
-    pressure: Pressures  # type: ignore[valid-type]
-    flow: Flows  # type: ignore[valid-type]
-    bag: Bags  # type: ignore[valid-type]
+    pressure: Pressures
+    flow: Flows
+    bag: Bags
     map: float = Field(description="mean arterial pressure, mmHg")
     plasma_temp: float = Field(description="plasma temperature, degrees C")
     exchanged_ml: float

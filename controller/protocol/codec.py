@@ -16,9 +16,10 @@ import binascii
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cobs import cobs
 
@@ -334,7 +335,7 @@ class SimFault:
         return cls(data[0], name, decoded)
 
 
-def _exact(layout: str, data: bytes) -> tuple:  # type: ignore[type-arg]
+def _exact(layout: str, data: bytes) -> tuple[Any, ...]:
     if len(data) != struct.calcsize(layout):
         raise PayloadError(f"payload must be {struct.calcsize(layout)} bytes, got {len(data)}")
     return struct.unpack(layout, data)
@@ -347,7 +348,7 @@ Message = (
 _EMPTY = frozenset(
     {MsgType.GET_LIMITS, MsgType.ENTER_SAFE, MsgType.ARM, MsgType.HEARTBEAT, MsgType.ACK}
 )
-_DECODERS = {
+_DECODERS: dict[MsgType, Callable[[bytes], Message]] = {
     MsgType.HELLO: Hello.unpack,
     MsgType.INFO: Info.unpack,
     MsgType.SET_PUMP: SetPump.unpack,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Pump(StrEnum):
@@ -137,14 +138,18 @@ class FirmwareEvent(StrEnum):
     FAULT_CLEARED = "fault_cleared"
 
 
-@dataclass(frozen=True, slots=True)
-class PumpReading:
+class PumpReading(NamedTuple):
+    """A pump's rate as sent and as its encoder measures it.
+
+    A named tuple, not a dataclass: a sample holds 8 of these and 15 `Reading`s, built
+    ten times a second of rig time, thousands of times a second in simulation, and a
+    tuple is built several times faster than a frozen dataclass."""
+
     commanded: float
     measured: float
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """A sensor value and whether the firmware vouches for it (missing / out of range)."""
 
     value: float

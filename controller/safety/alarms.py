@@ -185,9 +185,9 @@ class AlarmManager:
         for a in active:
             alarm = Alarm(
                 id=str(a["id"]),
-                priority=Priority(a["priority"]),
+                priority=Priority(str(a["priority"])),
                 latched=bool(a["latched"]),
-                raised_ms=int(a["raised_ms"]),  # type: ignore[call-overload]
+                raised_ms=int(a["raised_ms"]),  # type: ignore[call-overload]  # JSON: an int, typed object
                 detail=str(a["detail"]),
                 acknowledged=bool(a["acknowledged"]),
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from controller.config.prescription import Prescription
@@ -53,8 +53,20 @@ BAG_PUMPS: dict[str, tuple[str, ...]] = {
     "outer_chamber": ("plasma", "replacement"),
     "inner_chamber": ("plasma", "replacement"),
 }
+#: Sensors fed as `sensor_fault:<name>` every cycle, in this order
+SENSOR_FAULT_FED = (*STUCK_WATCHED, *SCALE_NAMES)
+#: sets for the membership tests of every cycle (a tuple is searched element by element)
+STUCK_SET = frozenset(STUCK_WATCHED)
+SCALES = frozenset(SCALE_NAMES)
+#: what the separator's TMP, and the filter's, are computed from
+TMP_SENSORS = frozenset(("pre_separator", "plasma", "return"))
+FILTER_SENSORS = frozenset(("pre_filter", "pre_adsorber", "filtrate"))
+#: bags that are drawn from (empty is their problem); the others fill
+EMPTIED_BAGS = frozenset(("replacement_bag", "substitution_bag"))
 #: alarm ids built once, not every cycle
-SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in (*STUCK_WATCHED, *SCALE_NAMES)}
+SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in SENSOR_FAULT_FED}
+PAIR_ID = "sensor_fault:blood_side_pair"
+FIRMWARE_SAFE_ID = {r: f"firmware_safe:{r}" for r in SafeReason}
 PUMP_FAULT_ID = {n: f"pump_fault:{n}" for n in PUMP_NAMES}
 BAG_ID = {b: f"bag:{b}" for b in BAG_PUMPS}
 VALVE_ID = {v: f"valve_fault:{v}" for v in ("plasma_route", "venous_clamp")}
@@ -107,6 +119,8 @@ class Interlocks:
         self.rx = prescription
         self.lim = rig.alarms
         self.table: dict[str, Hazard] = {h.id: h for h in hazard_table(self.lim, rig.link_lost_ms)}
+        #: (priority, delay ms, clear ms, latched) per alarm id, filled as ids are first fed
+        self._params: dict[str, tuple[Priority, int, int, bool]] = {}
         self.alarms = AlarmManager()
         self._scale_base: dict[str, float] | None = None
         #: the return line's expected pressure, its drop, the blood a lost line spills
@@ -121,35 +135,56 @@ class Interlocks:
         self._was_safe = False
         #: the firmware went safe on this very sample
         self.safe_edge = False
+        #: per bag: drawn from (else filled), and the level past which it is a problem
+        self._bag_limits: dict[str, tuple[bool, float]] = {
+            bag: (True, self.lim.bag_empty_g)
+            if bag in EMPTIED_BAGS
+            else (False, self._capacity(bag) - self.lim.bag_full_margin_g)
+            for bag in BAG_PUMPS
+        }
 
     # -- helpers ------------------------------------------------------------------------
     def hazard_of(self, alarm_id: str) -> Hazard:
         return self.table[alarm_id.split(":", 1)[0]]
+
+    def _params_of(self, alarm_id: str) -> tuple[Priority, int, int, bool]:
+        """The alarm manager's parameters of an alarm id, from its hazard's row."""
+        params = self._params.get(alarm_id)
+        if params is None:
+            h = self.hazard_of(alarm_id)
+            params = (h.priority, int(h.delay_s * 1000), int(h.clear_s * 1000), h.latched)
+            self._params[alarm_id] = params
+        return params
 
     def _update(
         self,
         t: int,
         alarm_id: str,
         present: bool,
-        detail: str | Callable[[], str] = "",
-        **kw: object,
+        detail: str = "",
+        priority: Priority | None = None,
     ) -> bool:
-        """Feed one condition; `detail` may be a callable, formatted only when it matters
-        (dozens of conditions are fed every cycle, almost all absent)."""
-        if not present and alarm_id not in self.alarms.active:
-            self.alarms.absent(alarm_id)
+        """Feed one condition with its hazard's delays (`priority` overrides the row's).
+
+        Dozens of conditions are judged every cycle, almost all absent with no alarm:
+        `evaluate` feeds only those present or `watched`, and builds a detail only for them.
+        """
+        alarms = self.alarms
+        if not present and alarm_id not in alarms.active:
+            alarms.absent(alarm_id)
             return False
-        if callable(detail):
-            detail = detail()
-        h = self.hazard_of(alarm_id)
-        params = {
-            "priority": h.priority,
-            "delay_ms": int(h.delay_s * 1000),
-            "clear_ms": int(h.clear_s * 1000),
-            "latched": h.latched,
-            **kw,
-        }
-        return self.alarms.update(t, alarm_id, present, detail=detail, **params) is not None  # type: ignore[arg-type]
+        row_priority, delay_ms, clear_ms, latched = self._params_of(alarm_id)
+        alarm = alarms.update(
+            t,
+            alarm_id,
+            present,
+            priority=row_priority if priority is None else priority,
+            delay_ms=delay_ms,
+            clear_ms=clear_ms,
+            latched=latched,
+            detail=detail,
+        )
+        return alarm is not None
 
     def _held(self, key: str, present: bool, t: int) -> float:
         """Seconds `key` has been continuously present (0 when not)."""
@@ -173,15 +208,16 @@ class Interlocks:
 
     def scale_balance_ml(self, sample: Sample, heparin_ml: float) -> float:
         """Into the patient by the scales: what left the bags and did not land in another."""
-        if self._scale_base is None:
+        base = self._scale_base
+        if base is None:
             return 0.0
-        d = {n: sample.sensors[n].value - self._scale_base[n] for n in SCALE_NAMES}
+        s = sample.sensors
         return (
-            -d["replacement_bag"]
-            - d["substitution_bag"]
-            - d["waste_bag"]
-            - d["outer_chamber"]
-            - d["inner_chamber"]
+            -(s["replacement_bag"].value - base["replacement_bag"])
+            - (s["substitution_bag"].value - base["substitution_bag"])
+            - (s["waste_bag"].value - base["waste_bag"])
+            - (s["outer_chamber"].value - base["outer_chamber"])
+            - (s["inner_chamber"].value - base["inner_chamber"])
             + heparin_ml
         )
 
@@ -195,207 +231,218 @@ class Interlocks:
         allowed_balance_ml: float = 0.0,
         commanded_valves: Mapping[str, str] | None = None,
     ) -> Verdict:
+        """Judge every hazard on this sample, then say what safety demands.
+
+        Each condition is judged every cycle, but fed to the alarm manager only when it is
+        present or its id is `watched` (an alarm, or a condition delay running): feeding an
+        idle condition as absent changes nothing. That, and building the detail text only
+        for what is fed, is what keeps a cycle cheap; the judgement itself is unchanged.
+        """
         t = sample.t_ms
         lim = self.lim
         s = sample.sensors
         pumps = sample.pumps
+        safe = sample.safe
+        feed = self._update
+        #: live: an alarm raised earlier in this cycle shows in it
+        active = self.alarms.active
+        #: taken once: each condition is fed once a cycle, and feeding one never changes
+        #: whether another is watched
+        watched = self.alarms.watched()
         blood_flowing = pumps["blood"].commanded >= lim.minimum_blood_flow_ml_min * 0.4
         # the firmware's reason raises its hazard when it goes safe (the edge); after that
         # the measurement decides: the reason stays until the next arm, long after the
         # cause has gone, and samples already on the line still show it after an arm
-        edge = sample.safe and not self._was_safe
-        self._was_safe = sample.safe
+        edge = safe and not self._was_safe
+        self._was_safe = safe
         reason_hazard = REASON_HAZARD.get(sample.safe_reason) if edge else None
         self.safe_edge = edge
 
-        def val(name: str) -> float:
-            return s[name].value
-
         # sensors first: an invalid reading is not compared with any limit
         bad = self._sensor_faults(sample, blood_flowing)
-        for name in STUCK_WATCHED + SCALE_NAMES:
-            self._update(t, SENSOR_FAULT_ID[name], name in bad, detail=bad.get(name, ""))
+        if bad or watched:
+            for name in SENSOR_FAULT_FED:
+                alarm_id = SENSOR_FAULT_ID[name]
+                if name in bad or alarm_id in watched:
+                    feed(t, alarm_id, name in bad, bad.get(name, ""))
 
-        self._update(
-            t,
-            "air_return",
-            sample.detectors["air_return"] or reason_hazard == "air_return",
-            "air detected in the return line",
-        )
-        ret = val("return")
+        air = sample.detectors["air_return"] or reason_hazard == "air_return"
+        if air or "air_return" in watched:
+            feed(t, "air_return", air, "air detected in the return line")
+        ret = s["return"].value
         dropped, averaged, expected = self.return_line.judge(sample, blood_flowing)
         fixed_low = ret < lim.return_low_mmhg
-        was_low = "return_low" in self.alarms.active
-        self._update(
-            t,
-            "return_low",
-            reason_hazard == "return_low"
-            or ("return" not in bad and blood_flowing and (fixed_low or dropped)),
-            lambda: (
+        low = reason_hazard == "return_low" or (
+            "return" not in bad and blood_flowing and (fixed_low or dropped)
+        )
+        if low or "return_low" in watched:
+            was_low = "return_low" in active
+            feed(
+                t,
+                "return_low",
+                low,
                 f"return {ret:.0f} mmHg below {lim.return_low_mmhg:g}"
                 if fixed_low or reason_hazard == "return_low"
                 else f"return {averaged:.0f} mmHg, {expected - averaged:.0f} below the"
-                f" {expected:.0f} expected at this flow: a needle out of the vein?"
-            ),
+                f" {expected:.0f} expected at this flow: a needle out of the vein?",
+            )
+            if not was_low and "return_low" in active:
+                self.return_line.lost_line(t)
+        high = reason_hazard == "return_high" or (
+            "return" not in bad and ret > lim.return_high_mmhg
         )
-        if not was_low and "return_low" in self.alarms.active:
-            self.return_line.lost_line(t)
-        self._update(
-            t,
-            "return_high",
-            reason_hazard == "return_high" or ("return" not in bad and ret > lim.return_high_mmhg),
-            lambda: f"return {ret:.0f} mmHg",
+        if high or "return_high" in watched:
+            feed(t, "return_high", high, f"return {ret:.0f} mmHg")
+        acc = s["access"].value
+        access_low = reason_hazard == "access_low" or (
+            "access" not in bad and blood_flowing and acc < lim.access_low_mmhg
         )
-        acc = val("access")
-        self._update(
-            t,
-            "access_low",
-            reason_hazard == "access_low"
-            or ("access" not in bad and blood_flowing and acc < lim.access_low_mmhg),
-            lambda: f"access {acc:.0f} mmHg",
-        )
-        tmp_ok = not {"pre_separator", "plasma", "return"} & set(bad)
-        tmp = (val("pre_separator") + ret) / 2 - val("plasma")
-        plasma_on = pumps["plasma"].commanded > 0 or self._active("separator_tmp")
+        if access_low or "access_low" in watched:
+            feed(t, "access_low", access_low, f"access {acc:.0f} mmHg")
+
+        tmp_ok = not bad or TMP_SENSORS.isdisjoint(bad)
+        tmp = (s["pre_separator"].value + ret) / 2 - s["plasma"].value
+        tmp_raised = "separator_tmp" in active
+        plasma_on = pumps["plasma"].commanded > 0 or tmp_raised
         # hysteresis in value: once raised, it holds until TMP is well below the limit, or
         # the reduced plasma flow would clear it, restore the flow, and raise it again
-        tmp_limit = lim.separator_tmp_high_mmhg - (
-            TMP_HYSTERESIS_MMHG if self._active("separator_tmp") else 0.0
-        )
+        tmp_limit = lim.separator_tmp_high_mmhg - (TMP_HYSTERESIS_MMHG if tmp_raised else 0.0)
         tmp_high = tmp_ok and plasma_on and tmp > tmp_limit
         tmp_for = self._held("tmp", tmp_high, t)
-        self._update(
-            t,
-            "separator_tmp",
-            tmp_high,
-            lambda: f"separator TMP {tmp:.0f} mmHg",
-            priority=Priority.HIGH if tmp_for >= lim.separator_tmp_stop_s else Priority.MEDIUM,
-        )
-        self._update(
-            t,
-            "blood_leak",
-            sample.detectors["blood_leak"] or reason_hazard == "blood_leak",
-            "blood in the plasma line",
-        )
-        clotting = self._active("clotting")
+        if tmp_high or "separator_tmp" in watched:
+            feed(
+                t,
+                "separator_tmp",
+                tmp_high,
+                f"separator TMP {tmp:.0f} mmHg",
+                Priority.HIGH if tmp_for >= lim.separator_tmp_stop_s else Priority.MEDIUM,
+            )
+        leak = sample.detectors["blood_leak"] or reason_hazard == "blood_leak"
+        if leak or "blood_leak" in watched:
+            feed(t, "blood_leak", leak, "blood in the plasma line")
+
+        clotting = "clotting" in active
         loop_on = pumps["loop"].commanded > 0 or clotting
-        dp = val("pre_adsorber") - val("post_adsorber")
-        ftmp = (val("pre_filter") + val("pre_adsorber")) / 2 - val("filtrate")
+        dp = s["pre_adsorber"].value - s["post_adsorber"].value
+        ftmp = (s["pre_filter"].value + s["pre_adsorber"].value) / 2 - s["filtrate"].value
         keep = CLOT_HYSTERESIS if clotting else 1.0  # the slowed loop must not clear it
         clot = loop_on and (
             dp > keep * lim.adsorber_dp_high_mmhg or ftmp > keep * lim.filter_tmp_high_mmhg
         )
-        self._update(
-            t, "clotting", clot, lambda: f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg"
-        )
+        if clot or "clotting" in watched:
+            feed(t, "clotting", clot, f"adsorber drop {dp:.0f}, filter TMP {ftmp:.0f} mmHg")
         filtering = pumps["filtrate"].commanded > 0 and pumps["loop"].commanded > 0
-        ftmp_ok = not {"pre_filter", "pre_adsorber", "filtrate"} & set(bad)
-        self._update(
-            t,
-            "filter_rupture",
-            ftmp_ok and filtering and ftmp < lim.filter_tmp_low_mmhg,
-            lambda: f"filter TMP {ftmp:.0f} mmHg while filtrate is drawn: a torn membrane?",
-        )
-        self._valves(sample, commanded_valves or {})
-        self._bag_valve(sample)
+        ftmp_ok = not bad or FILTER_SENSORS.isdisjoint(bad)
+        torn = ftmp_ok and filtering and ftmp < lim.filter_tmp_low_mmhg
+        if torn or "filter_rupture" in watched:
+            feed(
+                t,
+                "filter_rupture",
+                torn,
+                f"filter TMP {ftmp:.0f} mmHg while filtrate is drawn: a torn membrane?",
+            )
+        self._valves(sample, commanded_valves or {}, watched)
+        self._bag_valve(sample, watched)
+
         disagree, pair_off = self.pressure_pair.judge(sample)
-        self._update(
-            t,
-            "sensor_fault:blood_side_pair",
-            disagree or (self._active("sensor_fault:blood_side_pair") and abs(pair_off) > 5),
-            lambda: (
+        pair = disagree or (PAIR_ID in active and abs(pair_off) > 5)
+        if pair or PAIR_ID in watched:
+            feed(
+                t,
+                PAIR_ID,
+                pair,
                 f"pre_separator and return disagree by {pair_off:+.0f} mmHg with what"
-                " the blood flow sets: one of them reads wrong"
-            ),
-        )
+                " the blood flow sets: one of them reads wrong",
+            )
+
         scales = self.scale_balance_ml(sample, heparin_ml)
         self.balance_error_ml = encoder_balance_ml - scales
-        self._update(
-            t,
-            "fluid_imbalance",
-            treating
-            and self._scale_base is not None
-            and not set(SCALE_NAMES) & set(bad)
-            and abs(self.balance_error_ml) > lim.fluid_imbalance_ml,
-            lambda: f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
-        )
-        scales_ok = not set(SCALE_NAMES) & set(bad)
+        scales_ok = not bad or SCALES.isdisjoint(bad)
+        accounting = treating and self._scale_base is not None
+        imbalance = accounting and scales_ok and abs(self.balance_error_ml) > lim.fluid_imbalance_ml
+        if imbalance or "fluid_imbalance" in watched:
+            feed(
+                t,
+                "fluid_imbalance",
+                imbalance,
+                f"encoders {encoder_balance_ml:+.0f} mL, scales {scales:+.0f} mL",
+            )
         off = max(
             abs(encoder_balance_ml - allowed_balance_ml),
             abs(scales - allowed_balance_ml) if scales_ok else 0.0,
         )
-        self._update(
-            t,
-            "net_balance",
-            treating and self._scale_base is not None and off > lim.net_balance_ml,
-            lambda: (
-                f"patient {encoder_balance_ml:+.0f} mL by encoders, {scales:+.0f} mL by"
-                f" scales; the prescription allows {allowed_balance_ml:+.0f} mL by now"
-            ),
-        )
-        for bag, users in BAG_PUMPS.items():
-            self._update(
+        net = accounting and off > lim.net_balance_ml
+        if net or "net_balance" in watched:
+            feed(
                 t,
-                BAG_ID[bag],
-                self._bag_problem(sample, bag, users),
-                lambda bag=bag: f"{bag} {val(bag):.0f} g",
+                "net_balance",
+                net,
+                f"patient {encoder_balance_ml:+.0f} mL by encoders, {scales:+.0f} mL by"
+                f" scales; the prescription allows {allowed_balance_ml:+.0f} mL by now",
             )
-        self._update(
-            t,
-            "hypotension",
-            treating and "map" not in bad and val("map") < lim.map_low_mmhg,
-            lambda: f"MAP {val('map'):.0f} mmHg",
-        )
+
+        self._bags(sample, watched)
+        hypotension = treating and "map" not in bad and s["map"].value < lim.map_low_mmhg
+        if hypotension or "hypotension" in watched:
+            feed(t, "hypotension", hypotension, f"MAP {s['map'].value:.0f} mmHg")
+        mismatch = lim.pump_mismatch_fraction
         for name in PUMP_NAMES:
             p = pumps[name]
-            mismatch = p.commanded > 0 and abs(p.measured - p.commanded) > (
-                lim.pump_mismatch_fraction * p.commanded
+            alarm_id = PUMP_FAULT_ID[name]
+            # the safe state stops every pump whatever it was sent: no pump fault then
+            fault = (
+                not safe
+                and p.commanded > 0
+                and abs(p.measured - p.commanded) > (mismatch * p.commanded)
             )
-            self._update(
-                t,
-                PUMP_FAULT_ID[name],
-                mismatch and not sample.safe,
-                lambda name=name, p=p: (
-                    f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}"
-                ),
-            )
-        temp = val("plasma_temp")
+            if fault or alarm_id in watched:
+                feed(
+                    t,
+                    alarm_id,
+                    fault,
+                    f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}",
+                )
+        temp = s["plasma_temp"].value
         temp_ok = "plasma_temp" not in bad and (
-            pumps["plasma"].commanded > 0 or self._active("plasma_temp")
+            pumps["plasma"].commanded > 0 or "plasma_temp" in active
         )
-        self._update(
-            t,
-            "plasma_temp",
-            temp_ok and not lim.plasma_temp_low_c <= temp <= lim.plasma_temp_high_c,
-            lambda: f"plasma {temp:.1f} degC",
-            priority=Priority.HIGH if temp > lim.plasma_temp_cutoff_c else Priority.MEDIUM,
-        )
+        out_of_range = temp_ok and not lim.plasma_temp_low_c <= temp <= lim.plasma_temp_high_c
+        if out_of_range or "plasma_temp" in watched:
+            feed(
+                t,
+                "plasma_temp",
+                out_of_range,
+                f"plasma {temp:.1f} degC",
+                Priority.HIGH if temp > lim.plasma_temp_cutoff_c else Priority.MEDIUM,
+            )
         return self._verdict(sample)
 
-    def _valves(self, sample: Sample, commanded: Mapping[str, str]) -> None:
+    def _valves(self, sample: Sample, commanded: Mapping[str, str], watched: set[str]) -> None:
         """A valve not where it was sent (its position sensor says so): in the safe state
         the clamp must be closed whatever was sent last."""
         t = sample.t_ms
+        safe = sample.safe
         for name in ("plasma_route", "venous_clamp"):
-            want = "closed" if name == "venous_clamp" and sample.safe else commanded.get(name)
+            want = "closed" if name == "venous_clamp" and safe else commanded.get(name)
             seen = sample.valves.get(name)
             off = want is not None and seen != want
-            self._update(
-                t,
-                VALVE_ID[name],
-                off,
-                lambda name=name, want=want, seen=seen: (
+            alarm_id = VALVE_ID[name]
+            if off or alarm_id in watched:
+                self._update(
+                    t,
+                    alarm_id,
+                    off,
                     f"{name} sent {want}, reports {seen}"
-                    + (": clamp the venous line by hand" if name == "venous_clamp" else "")
-                ),
-            )
+                    + (": clamp the venous line by hand" if name == "venous_clamp" else ""),
+                )
 
-    def _bag_valve(self, sample: Sample) -> None:
+    def _bag_valve(self, sample: Sample, watched: set[str]) -> None:
         """The inner chamber fills while the loop is stopped: only the one-way valve, leaking
         back from the outer chamber, can fill it then."""
         t = sample.t_ms
         inner = sample.sensors["inner_chamber"]
-        loop_stopped = sample.pumps["loop"].measured <= 0 and sample.pumps["loop"].commanded <= 0
+        loop = sample.pumps["loop"]
+        loop_stopped = loop.measured <= 0 and loop.commanded <= 0
         history = self._inner_history
         rise = 0.0
         if not loop_stopped or not inner.valid:
@@ -407,15 +454,15 @@ class Interlocks:
                 history.popleft()
             rise = inner.value - history[0][1]
             rising = t - history[0][0] >= BAG_VALVE_WINDOW_MS * 0.9 and rise > BAG_VALVE_RISE_G
-        self._update(
-            t,
-            "bag_valve",
-            rising or (self._active("bag_valve") and loop_stopped),
-            lambda: (
+        leaking = rising or ("bag_valve" in self.alarms.active and loop_stopped)
+        if leaking or "bag_valve" in watched:
+            self._update(
+                t,
+                "bag_valve",
+                leaking,
                 f"inner chamber +{rise:.0f} g in {BAG_VALVE_WINDOW_MS // 1000} s with the"
-                " loop stopped: the one-way valve leaks back, returned plasma is not purified"
-            ),
-        )
+                " loop stopped: the one-way valve leaks back, returned plasma is not purified",
+            )
 
     def link_lost(self, t_ms: int, lost: bool) -> None:
         self._update(t_ms, "link_lost", lost, "no frame from the firmware")
@@ -426,10 +473,16 @@ class Interlocks:
         self._update(t_ms, "journal_unavailable", reason is not None, reason or "")
 
     def firmware_safe(self, t_ms: int, reason: SafeReason, present: bool) -> None:
-        """A safe state with no hazard of its own (heartbeat, an unexpected reset)."""
+        """A safe state with no hazard of its own (heartbeat, an unexpected reset).
+
+        Called for each such reason every cycle, almost always absent with no alarm: that
+        case returns before anything is built."""
+        alarm_id = FIRMWARE_SAFE_ID.get(reason) or f"firmware_safe:{reason}"
+        if not present and self.alarms.idle(alarm_id):
+            return
         self.alarms.update(
             t_ms,
-            f"firmware_safe:{reason}",
+            alarm_id,
             present,
             priority=Priority.HIGH,
             latched=True,
@@ -438,19 +491,26 @@ class Interlocks:
 
     # -- conditions -----------------------------------------------------------------------
     def _sensor_faults(self, sample: Sample, flowing: bool) -> dict[str, str]:
+        """Readings not to be compared with any limit: not vouched for, or stuck (a
+        watched sensor unchanged for `stuck_after_s` while blood flows)."""
         bad: dict[str, str] = {}
+        t = sample.t_ms
         stuck_ms = int(self.lim_stuck_s * 1000)
+        last_value = self._last_value
+        unchanged_ms = self._unchanged_ms
+        isfinite = math.isfinite
         for name, reading in sample.sensors.items():
-            if not reading.valid or not math.isfinite(reading.value):
-                bad[name] = f"{name}: reading {reading.value:g} not plausible"
+            value = reading.value
+            if not reading.valid or not isfinite(value):
+                bad[name] = f"{name}: reading {value:g} not plausible"
                 continue
-            if name not in STUCK_WATCHED:
+            if name not in STUCK_SET:
                 continue
-            if not flowing or self._last_value.get(name) != reading.value:
-                self._unchanged_ms[name] = sample.t_ms
-            self._last_value[name] = reading.value
-            if sample.t_ms - self._unchanged_ms.setdefault(name, sample.t_ms) >= stuck_ms:
-                bad[name] = f"{name}: stuck at {reading.value:g}"
+            if not flowing or last_value.get(name) != value:
+                unchanged_ms[name] = t
+            last_value[name] = value
+            if t - unchanged_ms[name] >= stuck_ms:
+                bad[name] = f"{name}: stuck at {value:g}"
         return bad
 
     @property
@@ -462,27 +522,41 @@ class Interlocks:
         must not clear, re-start the pump and raise again (chatter)."""
         return alarm_id in self.alarms.active
 
-    def _bag_problem(self, sample: Sample, bag: str, users: tuple[str, ...]) -> bool:
-        reading = sample.sensors[bag]
-        if not reading.valid:
-            return False  # a sensor fault, handled as such
-        pumps = sample.pumps
-        lim = self.lim
-        in_use = self._active(f"bag:{bag}")
-        if bag in ("replacement_bag", "substitution_bag"):
-            user = users[0]
-            return (in_use or pumps[user].commanded > 0) and reading.value < lim.bag_empty_g
-        capacity = self._capacity(bag)
-        filling = {
-            "waste_bag": (
-                pumps["plasma"].commanded > 0 and sample.valves["plasma_route"] == "waste"
+    def _bags(self, sample: Sample, watched: set[str]) -> None:
+        """A bag in use empty (drawn from) or nearly full (filled): its pumps pause. The
+        level is judged first: a bag is almost never at its limit, and then nothing else
+        needs looking at."""
+        t = sample.t_ms
+        s = sample.sensors
+        active = self.alarms.active
+        for bag, (drawn, limit) in self._bag_limits.items():
+            alarm_id = BAG_ID[bag]
+            reading = s[bag]
+            value = reading.value
+            problem = (
+                (value < limit if drawn else value > limit)
+                and reading.valid  # else a sensor fault, handled as such
+                and self._bag_in_use(sample, bag, alarm_id in active)
             )
-            or pumps["filtrate"].commanded > 0,
-            "outer_chamber": pumps["plasma"].commanded > 0
-            and sample.valves["plasma_route"] == "collect",
-            "inner_chamber": pumps["loop"].commanded > 0,
-        }[bag]
-        return (in_use or filling) and reading.value > capacity - lim.bag_full_margin_g
+            if problem or alarm_id in watched:
+                self._update(t, alarm_id, problem, f"{bag} {value:.0f} g")
+
+    @staticmethod
+    def _bag_in_use(sample: Sample, bag: str, raised: bool) -> bool:
+        """Drawn from or filled now; or its alarm is raised, which stopped the pumps that
+        would show it in use (see `_active`)."""
+        if raised:
+            return True
+        pumps = sample.pumps
+        if bag in EMPTIED_BAGS:
+            return pumps[BAG_PUMPS[bag][0]].commanded > 0
+        if bag == "waste_bag":
+            return (
+                pumps["plasma"].commanded > 0 and sample.valves["plasma_route"] == "waste"
+            ) or pumps["filtrate"].commanded > 0
+        if bag == "outer_chamber":
+            return pumps["plasma"].commanded > 0 and sample.valves["plasma_route"] == "collect"
+        return pumps["loop"].commanded > 0  # the inner chamber
 
     def _capacity(self, bag: str) -> float:
         if bag == "waste_bag":

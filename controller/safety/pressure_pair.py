@@ -26,7 +26,10 @@ class PressurePair:
         self._q_lo = float("inf")
         self._q_hi = float("-inf")
         self.model: tuple[float, float] | None = None  # a, b
-        self._recent: deque[tuple[int, float, float]] = deque()
+        #: the drops averaged (one window, one flow): times, drops, and that flow
+        self._recent_t: deque[int] = deque()
+        self._recent_d: deque[float] = deque()
+        self._recent_q = 0.0
         self._off_since: int | None = None
 
     @staticmethod
@@ -64,20 +67,26 @@ class PressurePair:
         """(disagree, how far off in mmHg) for this sample."""
         d = self._drop(sample)
         q = sample.pumps["blood"].measured
+        times, drops = self._recent_t, self._recent_d
         if self.model is None or d is None or q <= 0:
-            self._recent.clear()
+            times.clear()
+            drops.clear()
             self._off_since = None
             return False, 0.0
-        recent = self._recent
-        if recent and abs(q - recent[-1][2]) > max(2.0, 0.03 * q):
-            recent.clear()
+        if times and abs(q - self._recent_q) > max(2.0, 0.03 * q):
+            times.clear()
+            drops.clear()
             self._off_since = None
         t = sample.t_ms
-        recent.append((t, d, q))
-        while recent[0][0] <= t - SMOOTH_MS:
-            recent.popleft()
+        times.append(t)
+        drops.append(d)
+        self._recent_q = q
+        while times[0] <= t - SMOOTH_MS:
+            times.popleft()
+            drops.popleft()
         a, b = self.model
-        off = sum(x[1] for x in recent) / len(recent) - (a + b * q)
+        # a plain deque of floats, summed in C in the same order as ever: the same figure
+        off = sum(drops) / len(drops) - (a + b * q)
         if abs(off) > PAIR_MMHG:
             if self._off_since is None:
                 self._off_since = t

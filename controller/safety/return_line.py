@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 from controller.config.rig import AlarmLimits
 from controller.rig import Sample
@@ -82,7 +83,10 @@ class ReturnLine:
         self._ramp = [0.0, 0.0, 0.0, 0.0, 0.0]
         self._q_lo = float("inf")
         self._q_hi = float("-inf")
-        self._recent: deque[tuple[int, float, float]] = deque()
+        #: the readings averaged (one window, one flow): times, pressures, and that flow
+        self._recent_t: deque[int] = deque()
+        self._recent_p: deque[float] = deque()
+        self._recent_q = 0.0
         #: (t, flow into the line) of the last samples: what a loss began with
         self._history: deque[tuple[int, float]] = deque(maxlen=HISTORY)
         self._below_since: int | None = None
@@ -129,32 +133,40 @@ class ReturnLine:
         """(disconnected, averaged pressure, expected pressure) for this sample."""
         t = sample.t_ms
         reading = sample.sensors["return"]
+        value = reading.value
         q = return_flow(sample)
         dt_s = (t - self._last_t) / 1000.0 if self._last_t is not None else 0.0
         self._count_loss(sample, q)
         self._history.append((t, q))
+        times, pressures = self._recent_t, self._recent_p
         if not flowing or not reading.valid or q <= 0:
-            self._recent.clear()
+            times.clear()
+            pressures.clear()
             self._below_since = None
-            return False, reading.value, reading.value
+            return False, value, value
         if self.model is None:  # no ramp yet (a resumed run, a test): the first steady level
-            self.model = Model(q_ref=q, baseline=reading.value, slope=DEFAULT_SLOPE)
-        recent = self._recent
-        if recent and abs(q - recent[-1][2]) > max(2.0, 0.03 * q):
+            self.model = Model(q_ref=q, baseline=value, slope=DEFAULT_SLOPE)
+        if times and abs(q - self._recent_q) > max(2.0, 0.03 * q):
             # a new flow: readings at the old one say nothing of this one's level
-            recent.clear()
+            times.clear()
+            pressures.clear()
             self._below_since = None
-        recent.append((t, reading.value, q))
-        while recent and recent[0][0] <= t - SMOOTH_MS:
-            recent.popleft()
-        p = sum(x[1] for x in recent) / len(recent)
-        last = list(recent)[-FAST_READINGS:]
-        fast = sum(x[1] for x in last) / len(last)
+        times.append(t)
+        pressures.append(value)
+        self._recent_q = q
+        while times and times[0] <= t - SMOOTH_MS:
+            times.popleft()
+            pressures.popleft()
+        # plain deques of floats, summed in C in the same order as ever: the same figures
+        n = len(pressures)
+        p = sum(pressures) / n
+        n_fast = min(FAST_READINGS, n)
+        fast = sum(islice(pressures, n - n_fast, None)) / n_fast
         expected = self.model.expected(q)
         window = self.lim.return_window_mmhg
-        if abs(reading.value - expected) < window / 2:
+        if abs(value - expected) < window / 2:
             self.trusted_ms = t
-            self._refine(reading.value, q, dt_s)
+            self._refine(value, q, dt_s)
         if p < expected - window:
             if self._below_since is None:
                 self._below_since = t
@@ -162,7 +174,7 @@ class ReturnLine:
             self._below_since = None
         hold = CHECK_HOLD_MS if self.checking else HOLD_MS
         held = self._below_since is not None and t - self._below_since >= hold
-        plain = len(last) == FAST_READINGS and fast < expected - 2 * window
+        plain = n_fast == FAST_READINGS and fast < expected - 2 * window
         return held or plain, (fast if plain else p), expected
 
     def _refine(self, p: float, q: float, dt_s: float) -> None:
