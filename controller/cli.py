@@ -624,7 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a session's self-contained HTML report")
     p.add_argument("session", type=_session, help="session number, or 'last'")
     p.add_argument("--journal", default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
-    p.add_argument("--out", metavar="FILE", help="default: report-SESSION.html beside the journal")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="default: beside the journal, named after it and the session"
+        " (out/journal.db, session 1: out/journal-report-1.html)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("firmware-sim", help="serve the simulated firmware on a pty, device or TCP")

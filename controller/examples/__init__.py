@@ -5,6 +5,10 @@ directory: a `--rig`, `--prescription`, `--checklist` or `--scenario` that is no
 looked up here by name (`--prescription pe` is `prescriptions/pe.yaml`). In a checkout the
 repository's `config/` is a link to this folder, so the README's paths and these are one set
 of files. `alsctl init DIR` copies them out for editing.
+
+The shipped mosquitto.conf names its files relative to the repository root, where the README
+starts it. A copy lives elsewhere and is started from anywhere, so `alsctl init` writes its
+mosquitto.conf with absolute paths into the copied folder instead (`broker_config`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ FOLDERS = {
     "checklist": "checklists",
 }
 MOSQUITTO = ROOT / "mosquitto"
+#: The folder of an `alsctl init` copy where its broker keeps persistent sessions.
+PERSISTENCE = "data"
 DEFAULTS = {"rig": "sim", "prescription": "li_als", "checklist": "clear"}
 
 
@@ -62,6 +68,32 @@ def copy_to(folder: Path) -> list[Path]:
             if dest.exists():
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+            if src == MOSQUITTO / "mosquitto.conf":
+                dest.write_text(broker_config(src.read_text(), dest.parent))
+            else:
+                shutil.copyfile(src, dest)
             written.append(dest)
+    # Mosquitto 2.0 does not create it, and a missing one fails only when it saves
+    (folder / "mosquitto" / PERSISTENCE).mkdir(parents=True, exist_ok=True)
     return written
+
+
+def broker_config(shipped: str, folder: Path) -> str:
+    """The shipped mosquitto.conf for a copy in `folder`: its password file, ACL and
+    persistence folder as absolute paths there, so `mosquitto -c FILE` works from any
+    directory (the shipped relative paths work only from the repository root)."""
+    folder = folder.resolve()
+    replaced = {
+        "password_file": f"password_file {folder / 'passwd'}",
+        "acl_file": f"acl_file {folder / 'acl'}",
+        "persistence_location": f"persistence_location {folder / PERSISTENCE}/",
+    }
+    lines = [
+        "# Written by `alsctl init`: the paths below are absolute, so start it from any",
+        f"# directory, as yourself (not root): mosquitto -c {folder / 'mosquitto.conf'}",
+        "# What follows is the shipped file; its notes on relative paths and out/mosquitto/",
+        "# are about the repository's copy.",
+    ]
+    for line in shipped.splitlines():
+        lines.append(replaced.get(line.split(" ", 1)[0], line))
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """Several `alsctl run` on one journal file at once (a bench with a few simulated rigs): no
 migration race, no `database is locked`, every run completes in a session of its own.
 
-8 processes here (a 2-core machine); `python -m bench.journal_concurrency` measures 20.
+8 processes here (a 2-core machine); `python -m bench.journal_size --concurrent 20` measures
+20 (with its journal-size and report-memory figures).
 """
 
 from __future__ import annotations

@@ -270,11 +270,38 @@ def test_the_rig_files_backend_is_obeyed_and_never_falls_back_to_simulation(
 
 
 def test_a_run_that_never_connected_leaves_no_session(tmp_path: Path) -> None:
+    """A port that cannot be opened, and one that opens but where nobody answers HELLO (a
+    pty with nothing behind it: a rig switched off, the wrong adapter): a clear error, a
+    non-zero exit, no session to list or resume. The serial link gives up on HELLO after its
+    few short tries (SerialHal's ack timeout and retries), so this takes well under a
+    second."""
     db = tmp_path / "j.db"
     done = _alsctl("run", "--port", str(tmp_path / "absent"), "--checklist", "clear",
                    "--journal", str(db))  # fmt: skip
     assert done.returncode == 1 and "cannot open" in done.stderr
     assert not db.exists() or jr.sessions(db) == []
+    master, slave = os.openpty()
+    try:
+        silent = os.ttyname(slave)
+        done = _alsctl("run", "--port", silent, "--checklist", "clear", "--journal", str(db))
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == ["alsctl: hello: no answer after 4 tries"]
+    assert f"on serial rig sim-01 on {silent}" in done.stdout
+    assert not db.exists() or jr.sessions(db) == []
+
+
+def test_the_report_help_names_the_file_report_writes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`alsctl report --help` tells where the report goes by default: the name report_path
+    gives it, not an older one."""
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at hyphens on a narrow terminal
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert str(report_path("out/journal.db", 1)) in capsys.readouterr().out
 
 
 def test_the_installed_package_runs_from_any_directory(tmp_path: Path) -> None:

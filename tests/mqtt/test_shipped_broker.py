@@ -5,6 +5,10 @@ start: the broker runs, and only saving fails ("Error: No such file or directory
 persistent session's queue silently does not survive a restart. The config therefore names
 a folder the repository ships (`out/mosquitto/`), and this test runs the file unchanged but
 for its port, as user nobody (the tests run as root), across a restart.
+
+`alsctl init DIR` copies the config out of the repository, to be started from anywhere: its
+copy names its files by absolute path, and a test starts it, unchanged but for its port, from
+another directory.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,38 +41,47 @@ def persistence_location(conf: str) -> str:
     )
 
 
-class ShippedBroker:
-    """config/mosquitto as shipped, in a copy of the repository's layout, run by nobody."""
+def as_nobody(root: Path) -> None:
+    """Hand a broker's folder to nobody: the tests run as root, and a broker started as root
+    drops to the user `mosquitto`, which cannot write there (as the README warns)."""
+    if os.geteuid() == 0:
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY)
 
-    def __init__(self, root: Path) -> None:
+
+class ShippedBroker:
+    """config/mosquitto as shipped, in a copy of the repository's layout, run by nobody;
+    `conf` and `cwd` say which file it is started with, and from where."""
+
+    def __init__(self, root: Path, conf: str = "config/mosquitto/mosquitto.conf") -> None:
         self.root = root
+        self.conf = conf
+        self.cwd = root
         self.port = free_port()
         self.log = root / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        conf = (CONFIG / "mosquitto.conf").read_text()
+        conf_text = (CONFIG / "mosquitto.conf").read_text()
         shutil.copytree(CONFIG, root / "config" / "mosquitto")
         (root / "config" / "mosquitto" / "mosquitto.conf").write_text(
-            conf.replace("listener 1883 ", f"listener {self.port} ")
+            conf_text.replace("listener 1883 ", f"listener {self.port} ")
         )
         # the persistence folder as the repository ships it (a system folder stays one)
-        location = Path(persistence_location(conf))
+        location = Path(persistence_location(conf_text))
         self.persistence = root / location  # the system's own when absolute
         if location.is_dir() and not location.is_absolute():
             shutil.copytree(location, self.persistence)
-        if os.geteuid() == 0:
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY)
+        as_nobody(root)
 
     def start(self) -> int:
-        """Start as the README says, from the repository root; the broker's uid."""
+        """Start as the README says (`mosquitto -c FILE` from `cwd`); the broker's uid."""
         exe = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
         assert exe is not None, "mosquitto is not installed"
-        command = [exe, "-c", "config/mosquitto/mosquitto.conf"]
+        command = [exe, "-c", self.conf]
         if os.geteuid() == 0:
             drop = f"--reuid={NOBODY} --regid={NOBODY} --clear-groups".split()
             command = ["setpriv", *drop, *command]
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(command, cwd=self.root, stdout=out, stderr=out)
+            self.proc = subprocess.Popen(command, cwd=self.cwd, stdout=out, stderr=out)
         deadline = time.monotonic() + READY_S
         while True:  # ready when it accepts a connection
             assert self.proc.poll() is None, self.log.read_text()
@@ -139,4 +153,35 @@ async def test_the_shipped_broker_runs_as_a_normal_user_and_keeps_queues_over_a_
             message = await anext(aiter(board.messages))
     assert (message.topic.value, message.payload) == ("als/sim-01/events", b'{"id": 1}')
     shipped.stop()
+    assert "Error" not in shipped.log.read_text(), shipped.log.read_text()
+
+
+async def test_an_init_copy_of_the_broker_config_runs_from_any_directory(
+    shipped: ShippedBroker,
+) -> None:
+    """`alsctl init mine`, then `mosquitto -c mine/mosquitto/mosquitto.conf` from elsewhere:
+    the copy's password file, ACL and persistence folder are found wherever it starts."""
+    made = subprocess.run(
+        [sys.executable, "-m", "controller", "init", "mine"],
+        capture_output=True, text=True, timeout=60, cwd=shipped.root,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    folder = shipped.root / "mine" / "mosquitto"
+    conf = folder / "mosquitto.conf"
+    text = conf.read_text()
+    for line in (f"password_file {folder}/passwd", f"acl_file {folder}/acl",
+                 f"persistence_location {folder}/data/"):  # fmt: skip
+        assert f"\n{line}\n" in text
+    assert (folder / "data").is_dir()  # Mosquitto 2.0 does not create it
+    conf.write_text(text.replace("listener 1883 ", f"listener {shipped.port} "))
+    as_nobody(shipped.root)
+    elsewhere = shipped.root / "elsewhere"
+    elsewhere.mkdir()
+    shipped.conf, shipped.cwd = str(conf), elsewhere
+    shipped.start()
+    async with dashboard(shipped.port) as board:  # the copy's password file and ACL
+        await board.subscribe("als/sim-01/events", qos=1)
+    shipped.stop()
+    assert (folder / "data" / "mosquitto.db").is_file(), shipped.log.read_text()
+    assert not list(elsewhere.iterdir())  # nothing relative to where it started
     assert "Error" not in shipped.log.read_text(), shipped.log.read_text()
