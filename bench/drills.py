@@ -23,6 +23,7 @@ from controller.config.scenario import FaultEvent
 from controller.control import Controller, View
 from controller.control.checkpoint import Midway
 from controller.hal.base import HalEventKind
+from controller.journal import Journal
 from controller.rig import Sample
 from controller.summary import Summary
 
@@ -40,7 +41,9 @@ class Drill:
     after_s: float = 120.0
     #: how long the fault lasts; None: until the operator acts
     duration_s: float | None = 5.0
-    #: what the operator does once it is clear: "resume", or "stop" (rinse back and end)
+    #: what the operator does once it is clear: "resume", "stop" (rinse back and end),
+    #: "notify" (an alarm that acts on nothing: the treatment goes on) or "hold" (nobody
+    #: acts: the alarm stands until the fault ends and the run's time runs out)
     recovery: str = "resume"
     #: firmware-level hazards: the firmware goes safe within one tick
     firmware: bool = False
@@ -147,6 +150,11 @@ DRILLS: tuple[Drill, ...] = (
           onset=lambda s, _: s.sensors["map"].value < 65),
     Drill("heartbeat", "command_loss", {"fraction": 1.0}, "firmware_safe:heartbeat",
           firmware=True, duration_s=3),
+    # every command corrupted on the line (its CRC fails): none is executed, heartbeats
+    # included, so the firmware's watchdog takes the rig safe as when they are dropped
+    Drill("heartbeat", "command_loss", {"fraction": 1.0, "corrupt": True},
+          "firmware_safe:heartbeat", firmware=True, duration_s=3,
+          label="heartbeat-command_loss_corrupt"),
 )  # fmt: skip
 
 SHORT: dict[str, dict[str, Any]] = {
@@ -196,6 +204,13 @@ class DrillResult:
     balance_change_ml: float | None = None
     #: blood a lost line spilled over the drill (simulated rig)
     spilled_ml: float | None = None
+    #: the farthest the patient's balance was off what the prescription allows by then,
+    #: over every kept sample, alarm or not (simulated rig: its truth, spill aside)
+    patient_off_ml: float | None = None
+    #: kept samples where the firmware ran a pump faster than the controller had commanded
+    #: it (t_ms, pump, the firmware's rate, the controller's), simulated rig: a command
+    #: garbled on the line and acted on anyway would show here
+    overruns: list[tuple[int, str, float, float]] = field(default_factory=list)
 
     @property
     def firmware_latency_ms(self) -> int | None:
@@ -241,9 +256,13 @@ async def run_drill(
     port: str | None = None,
     exchange_ml: float | None = None,
     start: Midway | None = None,
+    journal: Journal | None = None,
+    max_rig_s: float = 4 * 3600,
 ) -> DrillResult:
     """`start`: begin where another run of the same prescription entered the drill's phase
-    (`drill_start`), instead of going through self-test, priming and connection again."""
+    (`drill_start`), instead of going through self-test, priming and connection again.
+    `journal`: record the drill as `alsctl run --journal` records a session (what the
+    report is rendered from). `max_rig_s`: when a run that never leaves `alarm` ends."""
     rx = prescription_of(drill, base, exchange_ml)
     if start is not None and start.prescription != rx:
         raise ValueError("the drill must start from a run of its own prescription")
@@ -254,6 +273,9 @@ async def run_drill(
     patient: list[tuple[float, float]] = []
     state: dict[str, Any] = {"injected": None, "cleared": False, "stopped": False}
     tasks: list[asyncio.Task[None]] = []
+    overruns: list[tuple[int, str, float, float]] = []
+    #: what the controller had commanded (acknowledged) by the previous sample's view
+    seen: dict[str, Any] = {}
 
     async def remote(op: str) -> None:
         hal: Any = refs[0].hal
@@ -288,6 +310,8 @@ async def run_drill(
                 del samples[0], balance[0]
                 if patient:
                     del patient[0]
+            if backend == "sim":
+                _overruns(status.sample, c.actuator.sent, seen, overruns)
             v = c.volumes
             scales = c.safety.scale_balance_ml(status.sample, v.pumped_ml["heparin"])
             samples.append(status.sample)
@@ -323,15 +347,47 @@ async def run_drill(
         on_view=operator,
         on_controller=refs.append,
         auto_resume_s=2.0 if drill.recovery == "resume" else None,
-        max_rig_s=4 * 3600,
+        max_rig_s=max_rig_s,
         start=start,
+        journal=journal,
     )
     summary, controller = await run_treatment(rig, rx, opts)
     for task in tasks:
         await task
     result = _analyse(drill, summary, controller, samples, balance, state["injected"])
     _balance_during_response(result, patient)
+    result.overruns = overruns
+    if patient:
+        result.patient_off_ml = max(abs(off) for off, _spill in patient)
     return result
+
+
+def _overruns(
+    sample: Sample,
+    sent: dict[str, float | str],
+    seen: dict[str, Any],
+    into: list[tuple[int, str, float, float]],
+) -> None:
+    """Each pump the firmware runs faster than the controller commanded it.
+
+    A sample is read before its cycle's commands go out, so its setpoints are those sent
+    up to the previous sample's cycle or in this one (a rate lowered this cycle still
+    shows the old one): the firmware may hold the higher of the two, never more. The
+    same sample can be viewed twice (the run's last view): it is judged against what was
+    sent before it, not since. On the simulated rig a command that got no
+    acknowledgement was never executed, so what the controller holds as acknowledged is
+    all the firmware may run; over a real line an executed command whose answers were all
+    lost would look like an overrun, hence the simulated rig only.
+    """
+    if seen.get("t_ms") != sample.t_ms:
+        seen["t_ms"] = sample.t_ms
+        seen["before"] = seen.get("latest", {})
+    before: dict[str, float | str] = seen["before"]
+    for name, reading in sample.pumps.items():
+        allowed = max(float(before.get(name, 0.0)), float(sent.get(name, 0.0)))
+        if reading.commanded > allowed + 1e-9:
+            into.append((sample.t_ms, name, reading.commanded, allowed))
+    seen["latest"] = dict(sent)
 
 
 #: The response is judged over this long after the alarm (or until the alarm is left).

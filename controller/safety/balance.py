@@ -98,7 +98,10 @@ def over_prescription(
         if end.duration_min is not None and purification_s >= end.duration_min * 60.0:
             stop |= {"plasma", "loop"}
         if end.processed_plasma_ml is not None and done["processed_ml"] >= end.processed_plasma_ml:
-            stop.add("loop")
+            # the plasma side with the loop: return draws from the inner chamber, which only
+            # the loop fills; with plasma drawn on (an alarm's reduced flows) the chamber
+            # ran dry and the patient lost what plasma drew (100 mL under a long hypotension)
+            stop |= {"plasma", "loop"}
         if end.patient_plasma_ml is not None and done["patient_plasma_ml"] >= end.patient_plasma_ml:
             stop.add("plasma")
     return balanced(stop) if stop else stop

@@ -8,14 +8,18 @@ alarm within its condition delay plus one control cycle of the condition's onset
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from bench.drills import DRILLS, Drill, DrillResult, drill_start, prescription_of, run_drill
+from controller import journal as jr
+from controller import report
 from controller.config.loading import load_prescription, load_rig
 from controller.config.rig import RigConfig
 from controller.control.checkpoint import Midway
+from controller.journal import Journal
 from controller.rig import PUMP_NAMES
 from controller.safety.hazards import Response, hazard_table
 from tests.sim_process import firmware_sim_process
@@ -96,6 +100,9 @@ def check(r: DrillResult, rig: RigConfig = RIG) -> None:
     # the patient (beyond what the prescription allows meanwhile)
     if r.balance_change_ml is not None:
         assert r.balance_change_ml <= BALANCE_LIMIT_ML, (d.fault, r.balance_change_ml)
+    # nothing acted on wrongly: no pump ran faster than the controller commanded it (a
+    # command garbled on the line and executed would); measured on the simulated rig
+    assert not r.overruns, r.overruns[:5]
     # blood a lost line spilled: the estimate the summary shows against the simulator's truth
     truth = s.blood_lost_truth_ml
     if truth is not None:
@@ -126,9 +133,77 @@ async def start_of(drill: Drill) -> Midway:
     return STARTS[key]
 
 
+#: faults that lose blood through the return line: their drills are journaled, and the
+#: journal and the report (what is kept of the session) must say what was lost
+LOSS_FAULTS = ("needle_dislodgement",)
+
+
+def check_blood_loss_recorded(r: DrillResult, db: Path) -> None:
+    """The loss journaled as its own event, and the report's line, agree with the summary:
+    after the session, the report rendered from the journal is what a reader has."""
+    s = r.summary
+    assert s.session is not None and s.blood_lost_truth_ml is not None
+    record = jr.load(db, s.session)
+    losses = [e for e in record.events if e.kind == "blood_loss"]
+    assert losses, [e.kind for e in record.events]
+    assert sum(e.body["estimate_ml"] for e in losses) == pytest.approx(s.blood_lost_ml, abs=0.1)
+    assert r.fault_ms is not None
+    for e in losses:  # from the last sample before the fault to when the blood pump stopped
+        assert r.fault_ms - RIG.sample_period_ms <= e.body["from_ms"] <= e.body["to_ms"]
+        assert e.t_ms == e.body["to_ms"]
+    text = report.render(record)
+    line = (
+        f"<td>blood lost (estimate)</td><td>{s.blood_lost_ml:.1f} mL"
+        f" (simulator: {s.blood_lost_truth_ml:.1f} mL)</td>"
+    )
+    assert line in text, re.findall(r"<td>blood lost[^\n]{0,80}", text)
+    assert f"estimate_ml: {losses[0].body['estimate_ml']}" in text  # the event, listed
+
+
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.name)
-async def test_hazard_on_sim(drill: Drill) -> None:
-    check(await run_drill(drill, RIG, BASE, start=await start_of(drill)))
+async def test_hazard_on_sim(drill: Drill, tmp_path: Path) -> None:
+    start = await start_of(drill)
+    if drill.fault not in LOSS_FAULTS:
+        check(await run_drill(drill, RIG, BASE, start=start))
+        return
+    db = tmp_path / "journal.db"
+    with Journal(db) as journal:
+        r = await run_drill(drill, RIG, BASE, start=start, journal=journal)
+    check(r)
+    check_blood_loss_recorded(r, db)
+
+
+#: a line that corrupts 30 % of the controller's commands (the fault's default), for a
+#: minute of the connection, where the blood flow ramps up and a command goes out every cycle
+CORRUPT_RAMP = Drill(
+    "link_lost",
+    "command_loss",
+    {"fraction": 0.3, "corrupt": True},
+    "link_lost",
+    phase="connecting",
+    after_s=2,
+    duration_s=60,
+    label="link_lost-command_loss_corrupt_ramp",
+)
+
+
+async def test_corrupted_commands_are_never_acted_on_while_the_flow_ramps() -> None:
+    """A corrupted command fails its CRC and is not executed; the controller tries it again
+    and, with no answer after every try, takes the link as lost (alarm, the firmware's
+    watchdog behind it) and resumes once it answers. What must never happen: a pump run
+    at a rate nobody commanded, or the patient's balance moved by the retries."""
+    drill = CORRUPT_RAMP
+    r = await run_drill(drill, RIG, BASE, start=await start_of(drill))
+    s = r.summary
+    assert r.fault_ms is not None
+    during = [x for x in r.samples if r.fault_ms <= x.t_ms <= r.fault_ms + 60_000]
+    ramp = {x.pumps["blood"].commanded for x in during}
+    assert len(ramp) >= 10, sorted(ramp)  # commands went out, one after another, meanwhile
+    assert not r.overruns, r.overruns[:5]
+    causes = {a.cause for a in s.alarms}
+    assert "link_lost" in causes and causes <= {"link_lost", "firmware_safe:heartbeat"}, causes
+    assert r.patient_off_ml is not None and r.patient_off_ml <= BALANCE_LIMIT_ML, r.patient_off_ml
+    assert s.completed and s.error is None, (s.final_state, s.error)
 
 
 async def test_a_drill_from_midway_is_the_drill_from_the_start() -> None:

@@ -12,14 +12,18 @@ from typing import Any
 
 import pytest
 
+from bench.drills import Drill, drill_start, prescription_of, run_drill
 from controller.app import CLEAR, RunOptions, run_treatment
-from controller.config.loading import load_rig
+from controller.config.loading import load_prescription, load_rig
 from controller.config.scenario import Scenario
 from controller.control import Controller, View
+from controller.control.checkpoint import Midway
 from controller.outcome import Outcome
+from controller.safety.balance import margin_ml
 from tests.integration.test_treatment import rx
 
 RIG = load_rig("config/rigs/sim.yaml")
+BASE = load_prescription("config/prescriptions/li_als.yaml")
 
 
 def scenario(*events: dict[str, Any]) -> Scenario:
@@ -54,6 +58,59 @@ async def test_a_long_hypotension_never_exchanges_past_the_prescription() -> Non
     assert summary.truth_ml is not None and summary.truth_ml["plasma"] <= 900 + 10
     # no net fluid removal under hypotension: the patient got back what left
     assert abs(patient_gain_ml(refs[0]) - summary.volumes.heparin_ml) <= 10
+
+
+def hypotension_in_purification(auto_resume: bool) -> Drill:
+    """MAP 30 mmHg down 2 min into the loop (the drill's short Li-ALS: 4000 mL to process),
+    for longer than the loop needs to process the rest at the alarm's flows: 25 min, then
+    --auto-resume; or for good, nobody resuming, until the run's time runs out."""
+    return Drill(
+        "hypotension",
+        "hypotension",
+        {"drop_mmhg": 30},
+        "hypotension",
+        rx="loop",
+        phase="purification",
+        duration_s=1500 if auto_resume else None,
+        recovery="resume" if auto_resume else "hold",
+        watch_s=3600,  # the patient judged on every sample to the end
+    )
+
+
+#: the purification phase as the drill's run entered it (once per test process)
+PURIFICATION: list[Midway] = []
+
+
+@pytest.mark.parametrize("auto_resume", [True, False], ids=["auto_resume", "no_resume"])
+async def test_a_long_hypotension_never_processes_past_the_prescription(auto_resume: bool) -> None:
+    """Seen: with the loop stopped at the processed volume in `alarm`, plasma and return
+    went on at the hypotension response's reduced flows; return drew from the inner chamber,
+    which only the loop fills, ran it dry, and the hypotensive patient lost 100 mL of plasma
+    until net_balance and fluid_imbalance stopped it. Now the prescription's end stops the
+    plasma side with the loop, and the patient's balance holds to what is allowed."""
+    drill = hypotension_in_purification(auto_resume)
+    p = prescription_of(drill, BASE)
+    if not PURIFICATION:
+        PURIFICATION.append(await drill_start(drill, RIG, BASE))
+    r = await run_drill(drill, RIG, BASE, start=PURIFICATION[0], max_rig_s=4000)
+    s = r.summary
+    assert r.alarm_ms is not None, s.alarms  # the MAP fell below 65 mmHg, long enough
+    processed = p.purification_end.processed_plasma_ml
+    assert processed is not None
+    over = max(0.01 * processed, 10.0)
+    assert processed - 1 <= s.volumes.processed_plasma_ml <= processed + over  # reached, held
+    assert s.truth_ml is not None and s.truth_ml["loop"] <= processed + over
+    # the patient: never off what the prescription allows by more than the guard's margin,
+    # so well inside the net_balance limit, with no interlock needed to hold it there
+    assert r.patient_off_ml is not None
+    assert r.patient_off_ml <= margin_ml(p) <= RIG.alarms.net_balance_ml, r.patient_off_ml
+    causes = [a.cause for a in s.alarms]
+    assert "net_balance" not in causes and "fluid_imbalance" not in causes, causes
+    assert not r.overruns, r.overruns[:5]
+    if auto_resume:  # back to purification once the MAP is up, which ends it at once
+        assert r.resumed and s.completed, (s.final_state, s.outcome_detail)
+    else:
+        assert s.outcome is Outcome.ALARM and "hypotension" in s.outcome_detail
 
 
 @pytest.mark.parametrize("mode", ["li_als", "pe_filtration"])
