@@ -4,11 +4,9 @@ A task still pending when an async test ends is a bug (a reader left running, a 
 never cancelled): the test fails with the task's name instead of leaking into the next one.
 
 The suite runs on two pytest-xdist workers. Tests on a wall clock (a firmware-sim process
-at 40x over a pty, a faulty line in real time) form two groups, each run one test after the
-other on one worker, first thing (xdist hands out the largest groups first): their timing
-is judged in rig time, and at 40x a controller starved of CPU for 10 ms is 400 ms late.
-They wait on the wall clock far more than they compute, so one each per worker leaves the
-CPU to the virtual-time tests that follow, and halves the ten minutes they took in one.
+at 40x over a pty, a faulty line in real time) form one group, run one after the other on
+one worker: their timing is judged in rig time, and at 40x a controller starved of CPU for
+10 ms is 400 ms late. The other worker takes the virtual-time tests, which only use CPU.
 """
 
 from __future__ import annotations
@@ -36,19 +34,6 @@ def _realtime(item: pytest.Item) -> bool:
     return item.nodeid.startswith(REALTIME) or "[serial" in item.nodeid
 
 
-#: the second wall-clock group, about half of the wall time (measured with --durations)
-REALTIME_B = (
-    "tests/integration/test_crash_resume.py",
-    "tests/hazards/test_hazards.py",
-    "tests/integration/test_serial_outcomes.py",
-    "tests/integration/test_flaky_link.py",
-)
-
-
-def _realtime_group(item: pytest.Item) -> str:
-    return "realtime-b" if item.nodeid.startswith(REALTIME_B) else "realtime-a"
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--hal-backend",
@@ -70,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _realtime(item):
-            item.add_marker(pytest.mark.xdist_group(_realtime_group(item)))
+            item.add_marker(pytest.mark.xdist_group("realtime"))
 
 
 #: scheduling priority (nice) while a test runs; processes it starts inherit it
@@ -89,7 +74,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     ):
         # xdist groups by a suffix it writes into the node id; if a pytest upgrade makes
         # that write a no-op (as pytest 9 did), wall-clock tests would share the CPU
-        assert item.nodeid.endswith(f"@{_realtime_group(item)}"), (
+        assert item.nodeid.endswith("@realtime"), (
             f"{item.nodeid}: xdist did not group it (pytest {pytest.__version__})"
         )
     with contextlib.suppress(PermissionError, OSError):
