@@ -35,7 +35,8 @@ from controller.control.events import (
     View,
 )
 from controller.control.guard import Guard
-from controller.control.operator import AutoResume, Operator, act
+from controller.control.link import HELD, LinkWatch
+from controller.control.operator import AutoResume, Operator, ResumeCheck, act
 from controller.control.publisher import Publisher
 from controller.control.resume import resume as resume_session
 from controller.control.steps import StepFailed
@@ -50,8 +51,6 @@ from controller.safety import gate
 from controller.safety.alarms import AlarmEvent
 from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
 from controller.summary import AlarmOut, Summary
-
-_HELD = frozenset({"alarm", "fault", "done"})
 
 
 class Controller:
@@ -101,10 +100,10 @@ class Controller:
         self.hal_log: list[HalEvent] = []
         #: hazards raised since the machine last left `alarm` (what a resume must check)
         self.episode: set[str] = set()
-        #: a resume being checked at low flow until then (session ms)
-        self.check_until_ms: int | None = None
+        #: a resume being checked at low flow
+        self.resume_check = ResumeCheck(self.rig.alarms, self.emit)
         self._losses_told = 0
-        self._link_timeouts = 0
+        self.link = LinkWatch(self)
         #: a resume in progress, not yet restored: nothing of it is checkpointed
         self.resuming = False
         #: the firmware's clock at the session's start: every time this controller shows,
@@ -248,10 +247,10 @@ class Controller:
         for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR):
             # raised when the firmware goes safe; latched: it waits for the operator
             self.safety.firmware_safe(sample.t_ms, reason, edge and sample.safe_reason is reason)
-        self._log_alarms()
+        self.log_alarms()
         return verdict
 
-    def _log_alarms(self) -> None:
+    def log_alarms(self) -> None:
         events = self.safety.alarms.drain()
         if events:
             self.alarm_log += events
@@ -278,48 +277,19 @@ class Controller:
             raise IllegalRequest(f"cannot {trigger}: firmware refuses to arm ({exc.code})") from exc
 
     # -- the treatment ---------------------------------------------------------------------
-    async def _link_trouble(self, exc: LinkError) -> None:
-        """A sample that did not come or a command that got no answer: the link is lost.
-
-        Not the end of the treatment: the firmware stops the pumps by itself when the
-        heartbeats stop (its watchdog), the backend reconnects with backoff, and the run
-        waits in `alarm` with `link_lost` raised; once frames come again, the firmware's
-        state is read from them and the operator (or `--auto-resume`) resumes as after any
-        alarm. Only after the rig's `link_give_up_s` does the run end, `interrupted` and, on
-        a serial rig, resumable with `--resume`.
-        """
-        self._link_timeouts += 1
-        self.actuator.forget()  # what the firmware holds is unknown: everything is sent again
-        last = self.sample.t_ms if self.sample is not None else 0
-        # stamped when it was noticed: the last sample plus the silence that told
-        self.safety.link_lost(last + self._link_timeouts * self.rig.link_lost_ms, True)
-        self._log_alarms()
-        if self.machine.phase not in _HELD:
-            await self.machine.alarm(cause=f"link lost: {exc}")
-        lost_s = self._link_timeouts * self.rig.link_lost_ms / 1000
-        if lost_s >= self.rig.link_give_up_s:
-            self.guard.interrupt(
-                f"link lost for {lost_s:g} s (the firmware is safe by its watchdog): {exc}",
-                cancel=False,
-            )
-            self.guard.check()
-
     async def treat(self) -> None:
         m = self.machine
-        self._link_timeouts = 0
+        self.link.reset()
         while m.phase != "done":
             try:
                 sample = await self.cycle()
-                if self._link_timeouts:
-                    self._link_timeouts = 0
-                    self.safety.link_lost(sample.t_ms, False)
-                    self.actuator.forget()
+                self.link.restored(sample)
                 going = await self._treat_cycle(sample)
                 self.publish()
                 if not going:
                     break
             except LinkError as exc:
-                await self._link_trouble(exc)
+                await self.link.lost(exc)
 
     async def _treat_cycle(self, sample: Sample) -> bool:
         """One cycle of the treatment; False when the run ends where it stands."""
@@ -347,14 +317,14 @@ class Controller:
             self.safety.pressure_pair.learn_ramp(sample)
         if (
             verdict.acting
-            and phase not in _HELD
+            and phase not in HELD
             and (phase != "rinse_back" or verdict.safe_state or "blood" in verdict.stop)
         ):  # rinse-back goes on unless the blood pump itself must stop
             await m.alarm(cause=", ".join(sorted(verdict.acting)))
             phase = m.phase
         if verdict.safe_state and not sample.safe:
             await self.actuator.enter_safe()
-        elif self.safety.safe_edge and phase not in _HELD:
+        elif self.safety.safe_edge and phase not in HELD:
             hazard = REASON_HAZARD.get(sample.safe_reason, "firmware_safe")
             await m.alarm(cause=f"firmware safe state: {sample.safe_reason} ({hazard})")
             self.actuator.forget()
@@ -363,7 +333,7 @@ class Controller:
             self.actuator.forget()  # nothing can be commanded; all is sent again on resume
             return True
         pr = self.accounting.progress(sample, m.phase_s())
-        checking = self._checking(sample, phase)
+        checking = self.resume_check.judge(sample, phase)
         self.safety.return_line.checking = checking
         sp = self._setpoints(phase, verdict, checking, pr)
         if sp is not None:
@@ -410,28 +380,6 @@ class Controller:
             # the phases call for it and the machine refused: a bug, and a bug ends in the
             # safe state (`fault`), never in a treatment that runs on
             raise StepFailed(f"the machine refused to advance from {phase} ({cause})")
-
-    def _checking(self, sample: Sample, phase: str) -> bool:
-        """A resume from an alarm that only shows while blood flows (a lost or occluded
-        return line, access, air) is checked first: `resume_check_s` at the minimum blood
-        flow, the plasma side stopped, every detector judging (the return line against its
-        expected level at that flow). An alarm meanwhile takes the run back to `alarm`
-        before full flow ever returns; a quiet check lets the phase go on."""
-        until = self.check_until_ms
-        if until is None:
-            return False
-        if phase == "alarm":
-            self.check_until_ms = None
-            self.emit(
-                Occurred(sample.t_ms, "resume_check", {"result": "failed: the alarm came back"})
-            )
-            return False
-        if sample.t_ms < until:
-            return True
-        self.check_until_ms = None
-        result = f"passed: {self.rig.alarms.resume_check_s:g} s at minimum flow"
-        self.emit(Occurred(sample.t_ms, "resume_check", {"result": result}))
-        return False
 
     # -- the run ---------------------------------------------------------------------------
     async def run(self) -> Summary:

@@ -18,6 +18,7 @@ from controller.control.gate import gate_still_passes
 from controller.control.summary import stop_record
 from controller.errors import CommandRefused
 from controller.fsm.machine import IllegalRequest
+from controller.rig import Sample
 from controller.safety.alarms import AlarmEvent
 
 if TYPE_CHECKING:
@@ -98,12 +99,47 @@ async def act(c: Controller, trigger: str, cause: str) -> str | None:
     episode = set(c.episode) if m.phase == "alarm" else set()
     await m.request(trigger, cause)
     if trigger == "resume" and episode & CHECKED_AT_LOW_FLOW:
-        c.check_until_ms = t + int(c.rig.alarms.resume_check_s * 1000)
+        c.resume_check.start(t)
     if trigger == "resume" and not cause.startswith("auto:") and c.auto_resume:
         c.auto_resume.person_resumed()
     if trigger in ("stop", "end"):
         c.accounting.run.stop = stop_record(c, cause, acting)
     return cause
+
+
+class ResumeCheck:
+    """A resume from an alarm that only shows while blood flows (a lost or occluded return
+    line, access, air) is checked first: `resume_check_s` at the minimum blood flow, the
+    plasma side stopped, every detector judging (the return line against its expected level
+    at that flow). An alarm meanwhile takes the run back to `alarm` before full flow ever
+    returns; a quiet check lets the phase go on."""
+
+    def __init__(self, lim: AlarmLimits, emit: Callable[[Event], None]) -> None:
+        self.lim = lim
+        self.emit = emit
+        #: checking until then (session ms)
+        self.until_ms: int | None = None
+
+    def start(self, t_ms: int) -> None:
+        self.until_ms = t_ms + int(self.lim.resume_check_s * 1000)
+
+    def judge(self, sample: Sample, phase: str) -> bool:
+        """Whether this cycle is still part of the check (journaled when it ends)."""
+        until = self.until_ms
+        if until is None:
+            return False
+        if phase == "alarm":
+            self.until_ms = None
+            self.emit(
+                Occurred(sample.t_ms, "resume_check", {"result": "failed: the alarm came back"})
+            )
+            return False
+        if sample.t_ms < until:
+            return True
+        self.until_ms = None
+        result = f"passed: {self.lim.resume_check_s:g} s at minimum flow"
+        self.emit(Occurred(sample.t_ms, "resume_check", {"result": result}))
+        return False
 
 
 class AutoResume:
