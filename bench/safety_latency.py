@@ -16,13 +16,27 @@ import asyncio
 import dataclasses
 import json
 import platform
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.drills import DRILLS, DrillResult, run_drill
 from controller.config.loading import load_prescription, load_rig
 from controller.rig import PUMP_NAMES
-from controller.safety.balance import balanced
-from controller.safety.hazards import hazard_table
+from controller.safety.alarms import Alarm, Priority
+from controller.safety.balance import PARTNERS, balanced
+from controller.safety.hazards import Response, hazard_table
+from controller.safety.interlocks import (
+    BAG_ID,
+    CLOT_STOP_S,
+    FIRMWARE_SAFE_ID,
+    FIRMWARE_SAFE_RAISED,
+    PAIR_ID,
+    PUMP_FAULT_ID,
+    SENSOR_FAULT_ID,
+    VALVE_ID,
+    Interlocks,
+)
 
 DOC = Path("docs/safety.md")
 HEADER = """# Safety: hazard -> detection -> response -> test -> measured
@@ -129,47 +143,174 @@ ELSEWHERE = {
 }
 
 
-def balanced_stops() -> list[str]:
-    """Which pumps each response stops, closed over their partners, and why that moves no
-    net fluid: generated from the same closure the controller applies."""
-    responses = {
-        "safe state": set(PUMP_NAMES),
-        "stop the blood pump": set(PUMP_NAMES),
-        "stop plasma, loop and return": {"plasma", "loop", "return"},
-        "reduce / stop the plasma pump (TMP)": {"plasma"},
-        "slow, then stop the loop": {"loop"},
-        "stop exchange and filtration (imbalance, net balance)": {
-            "plasma",
-            "replacement",
-            "filtrate",
-            "substitution",
-            "return",
-        },
-        "pause a bag's pump: replacement bag": {"replacement"},
-        "pause a bag's pump: substitution bag": {"substitution"},
-        "pause a bag's pump: waste bag full": {"plasma", "filtrate", "replacement"},
-        "pause a bag's pump: a chamber full": {"plasma", "replacement"},
-        "stop a pump that fails (and its dependents)": {"return"},
-        "plasma too hot: stop what is warmed": {"return", "replacement", "plasma"},
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one alarm does to the pumps, read off the verdict the controller computes."""
+
+    stops: tuple[str, ...]
+    #: reduced, not stopped: each pump with its cap (mL/min; heparin mL/h)
+    capped: tuple[tuple[str, float], ...]
+    #: no net removal (plasma at most return, filtrate at most substitution)
+    no_removal: bool
+    #: the machine goes to `alarm` (False: the alarm only informs)
+    acts: bool
+    #: the stops are the firmware's own (its safe state, its heartbeat watchdog)
+    by_firmware: bool
+
+
+def alarm_ids() -> dict[str, tuple[str, ...]]:
+    """Every alarm id the controller raises, per hazard id: the per-target ids come from the
+    very maps `Interlocks` feeds them from, so a new bag, pump, sensor or valve shows up here
+    without anyone typing it."""
+    rig = load_rig("config/rigs/sim.yaml")
+    per_target: dict[str, tuple[str, ...]] = {
+        "bag": tuple(BAG_ID.values()),
+        "pump_fault": tuple(PUMP_FAULT_ID.values()),
+        "sensor_fault": (*SENSOR_FAULT_ID.values(), PAIR_ID),
+        "valve_fault": tuple(VALVE_ID.values()),
     }
+    ids = {h.id: per_target.get(h.id, (h.id,)) for h in hazard_table(rig.alarms, rig.link_lost_ms)}
+    ids["firmware_safe"] = tuple(FIRMWARE_SAFE_ID[r] for r in FIRMWARE_SAFE_RAISED)
+    return ids
+
+
+def outcome(interlocks: Interlocks, alarm: Alarm, t_ms: int) -> Outcome:
+    """Apply the alarm's verdict (`Interlocks.verdict_of`, then `Verdict.apply`, as every
+    cycle does) to every pump running, and read what stopped and what was capped."""
+    v = interlocks.verdict_of(alarm, t_ms)
+    running = dict.fromkeys(PUMP_NAMES, 1e6)
+    after = v.apply(running)
+    firmware = alarm.id.startswith("firmware_safe:") or (
+        interlocks.hazard_of(alarm.id).response is Response.ALARM_STATE
+    )
+    if v.safe_state or firmware:
+        stops: tuple[str, ...] = PUMP_NAMES
+    else:
+        stops = tuple(p for p in PUMP_NAMES if after[p] == 0.0)
+    if set(stops) != balanced(set(stops)):  # never one pump of a pair alone
+        raise AssertionError(f"{alarm.id} stops {stops}: not closed over partners")
+    capped = tuple((p, v.caps[p]) for p in PUMP_NAMES if p in v.caps and p not in stops)
+    return Outcome(stops, capped, v.no_removal and not v.safe_state, bool(v.acting), firmware)
+
+
+def groups(pumps: Iterable[str]) -> list[list[str]]:
+    """`pumps` split into the groups that balance each other (PARTNERS, either way)."""
+    left = [p for p in PUMP_NAMES if p in set(pumps)]
+    linked = {p: set(PARTNERS.get(p, ())) for p in PUMP_NAMES}
+    for p, partners in PARTNERS.items():
+        for q in partners:
+            linked[q].add(p)
+    out = []
+    while left:
+        group, todo = {left[0]}, [left[0]]
+        while todo:
+            for q in linked[todo.pop()]:
+                if q in left and q not in group:
+                    group.add(q)
+                    todo.append(q)
+        out.append([p for p in left if p in group])
+        left = [p for p in left if p not in group]
+    return out
+
+
+def why(o: Outcome) -> str:
+    """Why this outcome moves no net fluid into or out of the patient, said from the outcome
+    itself: which pairs stop together, what goes on and why that is balanced."""
+    if o.by_firmware:
+        return "nothing moves: the firmware stops every pump by itself (its safe state)"
+    if set(o.stops) >= set(PUMP_NAMES):
+        return "nothing moves"
+    going = [p for p in PUMP_NAMES if p not in o.stops]
+    parts = []
+    if not o.stops and not o.capped and not o.acts:
+        parts.append(
+            "no pump stops; alarm only: every pump runs as prescribed, each with its partners,"
+            " and the prescription guard holds the patient's balance within 10 mL of what the"
+            " prescription allows"
+        )
+    paired = [g for g in groups(o.stops) if g != ["heparin"]]
+    if paired:
+        parts.append(
+            "each pump stops with its partners (" + "; ".join(" + ".join(g) for g in paired) + ")"
+        )
+    if "heparin" in o.stops:
+        parts.append(
+            "heparin has no partner: the trajectory counts the heparin given, so stopping it"
+            " moves nothing off it"
+        )
+    caps = dict(o.capped)
+    if caps:
+        said = []
+        for g in groups(caps):
+            one_rate = len(g) > 1 and len({caps[p] for p in g}) == 1
+            said.append(" + ".join(g) + (" to one rate" if one_rate else ""))
+        parts.append("reduced, not stopped: " + "; ".join(said))
+    if o.no_removal:
+        parts.append("no net removal: plasma at most return, filtrate at most substitution")
+    for g in groups(going):
+        if g == ["blood"]:
+            parts.append("blood only circulates (drawn and returned at once)")
+        elif g == ["heparin"]:
+            parts.append("heparin is prescribed (counted in the trajectory)")
+        elif g == ["loop"]:
+            parts.append("the loop only circulates plasma within the bag")
+        elif o.stops or caps:
+            rate = "reduced" if any(p in caps for p in g) else "as prescribed"
+            parts.append(f"{' + '.join(g)} go on together, {rate}")
+    return "; ".join(parts)
+
+
+def balanced_stops() -> list[str]:
+    """For every alarm of every hazard (and the firmware's own safe states): which pumps stop,
+    which go on, and why the combination moves no net fluid into or out of the patient.
+
+    Computed, not typed: each alarm is put to `Interlocks.verdict_of` (the response code of
+    every cycle) at its row's priority and escalated to high, at once and after the loop's
+    slow-down, and the verdict applied as the controller applies it (closed over partners by
+    `balanced`). Alarms of one hazard with the same outcome share a row.
+    """
+    rig = load_rig("config/rigs/sim.yaml")
+    interlocks = Interlocks(rig, load_prescription("config/prescriptions/li_als.yaml"))
+    later_ms = int(CLOT_STOP_S * 1000)
     out = [
-        "| response | stops (closed over partners) | goes on | why no net fluid moves |",
-        "|---|---|---|---|",
+        "| hazard | alarm | when | response | stops (closed over partners) | goes on "
+        "| why no net fluid moves |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, stop in responses.items():
-        closed = balanced(stop)
-        going = [p for p in PUMP_NAMES if p not in closed]
-        why = (
-            "nothing moves"
-            if closed >= set(PUMP_NAMES) - {"heparin"}
-            else "every pump into the patient stops with the pump out of it that it matches"
-            " (plasma with replacement and return, filtrate with substitution); what goes on"
-            " only circulates (blood) or is prescribed (heparin)"
-        )
-        out.append(
-            f"| {name} | {', '.join(p for p in PUMP_NAMES if p in closed)} | "
-            f"{', '.join(going) or '-'} | {why} |"
-        )
+    for hazard_id, ids in alarm_ids().items():
+        h = interlocks.table.get(hazard_id)
+        title = h.title if h else "firmware safe state with no hazard of its own"
+        response = h.response.value if h else "alarm state; the firmware is already safe"
+        priority = h.priority if h else Priority.HIGH
+        conditions = [("", priority, 0)]
+        if priority is not Priority.HIGH:
+            conditions.append(("escalated to high", Priority.HIGH, 0))
+        conditions.append((f"after {CLOT_STOP_S:g} s", priority, later_ms))
+        rows_of: dict[tuple[str, Outcome], list[str]] = {}
+        for alarm_id in ids:
+            seen: list[Outcome] = []
+            for label, prio, t_ms in conditions:
+                alarm = Alarm(alarm_id, prio, latched=True, raised_ms=0, detail="")
+                o = outcome(interlocks, alarm, t_ms)
+                if o not in seen:
+                    seen.append(o)
+                    when = label if len(seen) > 1 else "at first"
+                    rows_of.setdefault((when, o), []).append(alarm_id)
+        single = {when for when, _o in rows_of} == {"at first"}
+        for (when, o), members in rows_of.items():
+            stops = ", ".join(o.stops) or "- (no pump stops)"
+            going = ", ".join(
+                f"{p} (reduced)" if p in dict(o.capped) else p
+                for p in PUMP_NAMES
+                if p not in o.stops
+            )
+            if not o.acts:
+                going = f"{going} (alarm only)"
+            out.append(
+                f"| {title} | {', '.join(f'`{m}`' for m in members)} | "
+                f"{'always' if single else when} | {response} | {stops} | {going or '-'} | "
+                f"{why(o)} |"
+            )
     return out
 
 
@@ -195,7 +336,16 @@ async def measure() -> list[DrillResult]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"regenerate {DOC}")
+    parser.add_argument(
+        "--balance",
+        action="store_true",
+        help=f"rewrite only the balanced-stops section of {DOC} (no drills: it measures nothing)",
+    )
     args = parser.parse_args()
+    if args.balance:
+        DOC.write_text(with_balance(DOC.read_text()))
+        print(f"wrote the balanced stops of {DOC}")
+        return
     results = asyncio.run(measure())
     swept = asyncio.run(sweep(range(5, 31)))
     within = [drop for drop, ms, _lost in swept if ms is not None and ms <= 5000]
@@ -243,9 +393,7 @@ def main() -> None:
             HEADER
             + "\n".join(rows(results))
             + "\n\n"
-            + BALANCE_HEADER
-            + "\n".join(balanced_stops())
-            + "\n\n"
+            + balance_section()
             + SWEEP_HEADER.format(smallest=smallest)
             + "\n".join(sweep_rows)
             + "\n\n"
@@ -253,6 +401,19 @@ def main() -> None:
         )
         DOC.write_text(text)
         print(f"wrote {DOC}")
+
+
+def balance_section() -> str:
+    """The balanced-stops section as `--write` puts it in the document."""
+    return BALANCE_HEADER + "\n".join(balanced_stops()) + "\n\n"
+
+
+def with_balance(doc: str) -> str:
+    """`doc` with its balanced-stops section regenerated and the rest as it is: the section
+    depends on the code alone, so it needs none of the drills' measurements (minutes)."""
+    start = doc.index(BALANCE_HEADER.splitlines()[0])
+    end = doc.index(SWEEP_HEADER.splitlines()[0])
+    return doc[:start] + balance_section() + doc[end:]
 
 
 BALANCE_HEADER = """## Every response leaves the circuit balanced
@@ -268,6 +429,16 @@ exchange, processing and drawing at the prescribed volumes and time even in `ala
 pause. The column *patient balance during the response* above is the simulator's truth (the
 patient's volume, a lost line's spill aside) against the prescribed trajectory, over the
 response (alarm to resume, at most 60 s); every drill asserts it within 10 mL.
+
+The table below has a row for every alarm of every hazard of the table above, and for the
+firmware's safe states that have no hazard of their own. It is computed, not typed: each
+alarm is put to the controller's own response code (`Interlocks.verdict_of`, what every cycle
+runs) at its priority, escalated to high, and held 30 s, and the verdict applied to every pump
+running as the controller applies it; alarms of one hazard with the same outcome share a row,
+and *when* says which condition gives which outcome. The patient's balance is into the patient
+(replacement, return, heparin) minus out of it (plasma): filtrate and substitution act on the
+bag's plasma and reach the patient only through the return pump. A stop is never one pump of a
+pair alone (the generator refuses one); *reduced* pumps keep running at a capped rate.
 
 """
 SWEEP_HEADER = """## A needle out of the vein: the smallest drop seen

@@ -9,7 +9,8 @@ its source, instead of passing or failing. Prints JSON and a Markdown table.
 `--write` also writes docs/validation.md (the table inside `bench/validation_template.md`,
 with the parameters read from the code) and docs/validation.json (every row's value, the
 cache the stale test reads). Rows marked fast (the physics alone, a few seconds together)
-are rerun by tests/unit/test_validation.py; the session rows take about a minute.
+are rerun by tests/unit/test_validation.py; the session rows take about a minute, and
+tests/integration/test_validation_sessions.py reruns all but BR-350's against the cache.
 
 Usage: python -m bench.validation [--fast] [--write]
 """

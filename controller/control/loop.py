@@ -49,7 +49,7 @@ from controller.outcome import Outcome
 from controller.rig import SafeReason, Sample
 from controller.safety import gate
 from controller.safety.alarms import AlarmEvent
-from controller.safety.interlocks import REASON_HAZARD, Interlocks, Verdict
+from controller.safety.interlocks import FIRMWARE_SAFE_RAISED, REASON_HAZARD, Interlocks, Verdict
 from controller.summary import AlarmOut, Summary
 
 
@@ -244,7 +244,7 @@ class Controller:
             commanded_valves=self.actuator.valves,
         )
         edge = self.safety.safe_edge
-        for reason in (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR):
+        for reason in FIRMWARE_SAFE_RAISED:
             # raised when the firmware goes safe; latched: it waits for the operator
             self.safety.firmware_safe(sample.t_ms, reason, edge and sample.safe_reason is reason)
         self.log_alarms()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SafeReason, Sample
-from controller.safety.alarms import AlarmManager, Priority
+from controller.safety.alarms import Alarm, AlarmManager, Priority
 from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table
 from controller.safety.pressure_pair import PressurePair
@@ -67,6 +67,8 @@ EMPTIED_BAGS = frozenset(("replacement_bag", "substitution_bag"))
 SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in SENSOR_FAULT_FED}
 PAIR_ID = "sensor_fault:blood_side_pair"
 FIRMWARE_SAFE_ID = {r: f"firmware_safe:{r}" for r in SafeReason}
+#: Safe states with no hazard of their own, raised as `firmware_safe:<reason>` (control/loop.py)
+FIRMWARE_SAFE_RAISED = (SafeReason.HEARTBEAT, SafeReason.BOOT, SafeReason.SENSOR)
 PUMP_FAULT_ID = {n: f"pump_fault:{n}" for n in PUMP_NAMES}
 BAG_ID = {b: f"bag:{b}" for b in BAG_PUMPS}
 VALVE_ID = {v: f"valve_fault:{v}" for v in ("plasma_route", "venous_clamp")}
@@ -566,63 +568,82 @@ class Interlocks:
     # -- responses ------------------------------------------------------------------------
     def _verdict(self, sample: Sample) -> Verdict:
         v = Verdict()
-        p = self.rx
+        t = sample.t_ms
         for alarm in self.alarms.active.values():
             if alarm.id.startswith("firmware_safe:"):
                 continue
-            h = self.hazard_of(alarm.id)
-            target = alarm.id.split(":", 1)[1] if ":" in alarm.id else ""
-            acts = True
-            match h.response:
-                case Response.SAFE_STATE:
-                    v.safe_state = True
-                case Response.STOP_BLOOD:
-                    v.stop.update(PUMP_NAMES)
-                case Response.REDUCE_PLASMA:
-                    if alarm.priority is Priority.HIGH:
-                        v.stop.update(("plasma", "replacement", "return"))
-                    else:
-                        top = p.plasma_flow * REDUCE_FACTOR
-                        for name in ("plasma", "replacement", "return"):
-                            v.cap(name, top)
-                case Response.STOP_PLASMA_SIDE:
-                    v.stop.update(PLASMA_SIDE)
-                case Response.SLOW_LOOP:
-                    if sample.t_ms - alarm.raised_ms >= CLOT_STOP_S * 1000:
-                        v.stop.update(DEPENDENTS["loop"])  # slowed long enough: stopped
-                    else:
-                        v.cap("loop", p.loop_flow * REDUCE_FACTOR)
-                case Response.STOP_EXCHANGE_FILTRATION:
-                    v.stop.update(("plasma", "replacement", "filtrate", "substitution", "return"))
-                case Response.PAUSE_BAG_PUMP:
-                    v.stop.update(BAG_PUMPS[target])
-                case Response.BLOOD_MIN_NO_REMOVAL:
-                    self._blood_minimum(v)
-                case Response.STOP_PUMP:
-                    v.stop.update(DEPENDENTS[target])
-                case Response.WORST_READING:
-                    self._worst_reading(v, target)
-                case Response.TEMP:
-                    acts = alarm.priority is Priority.HIGH
-                    if acts:  # nothing warmed may reach the patient
-                        v.stop.update(WARMED)
-                case Response.ALARM_STATE:
-                    pass
-                case Response.NOTIFY:
-                    acts = False
-                case Response.VALVE:
-                    if target == "venous_clamp":
-                        v.safe_state = True
-                    else:
-                        v.stop.update(PLASMA_SIDE)
-                case Response.STOP_LOOP:
-                    v.stop.update(DEPENDENTS["loop"])
-            if acts:
+            if self._respond(v, alarm, t):
                 v.acting.append(alarm.id)
         for alarm_id in self.alarms.active:
             if alarm_id.startswith("firmware_safe:"):
                 v.acting.append(alarm_id)
         return v
+
+    def verdict_of(self, alarm: Alarm, t_ms: int) -> Verdict:
+        """What one alarm alone demands at `t_ms`, by the very code every cycle runs.
+
+        docs/safety.md's table of balanced stops is generated from this (bench/
+        safety_latency.py), so what it says each hazard stops cannot drift from what the
+        controller does. A `firmware_safe:` alarm demands nothing of its own (the firmware
+        is already safe) and only holds the machine in `alarm`.
+        """
+        v = Verdict()
+        if alarm.id.startswith("firmware_safe:") or self._respond(v, alarm, t_ms):
+            v.acting.append(alarm.id)
+        return v
+
+    def _respond(self, v: Verdict, alarm: Alarm, t_ms: int) -> bool:
+        """Add one alarm's response to `v`; True when it acts on the rig (the machine
+        belongs in `alarm`), False when it only informs."""
+        p = self.rx
+        h = self.hazard_of(alarm.id)
+        target = alarm.id.split(":", 1)[1] if ":" in alarm.id else ""
+        acts = True
+        match h.response:
+            case Response.SAFE_STATE:
+                v.safe_state = True
+            case Response.STOP_BLOOD:
+                v.stop.update(PUMP_NAMES)
+            case Response.REDUCE_PLASMA:
+                if alarm.priority is Priority.HIGH:
+                    v.stop.update(("plasma", "replacement", "return"))
+                else:
+                    top = p.plasma_flow * REDUCE_FACTOR
+                    for name in ("plasma", "replacement", "return"):
+                        v.cap(name, top)
+            case Response.STOP_PLASMA_SIDE:
+                v.stop.update(PLASMA_SIDE)
+            case Response.SLOW_LOOP:
+                if t_ms - alarm.raised_ms >= CLOT_STOP_S * 1000:
+                    v.stop.update(DEPENDENTS["loop"])  # slowed long enough: stopped
+                else:
+                    v.cap("loop", p.loop_flow * REDUCE_FACTOR)
+            case Response.STOP_EXCHANGE_FILTRATION:
+                v.stop.update(("plasma", "replacement", "filtrate", "substitution", "return"))
+            case Response.PAUSE_BAG_PUMP:
+                v.stop.update(BAG_PUMPS[target])
+            case Response.BLOOD_MIN_NO_REMOVAL:
+                self._blood_minimum(v)
+            case Response.STOP_PUMP:
+                v.stop.update(DEPENDENTS[target])
+            case Response.WORST_READING:
+                self._worst_reading(v, target)
+            case Response.TEMP:
+                acts = alarm.priority is Priority.HIGH
+                if acts:  # nothing warmed may reach the patient
+                    v.stop.update(WARMED)
+            case Response.ALARM_STATE:
+                pass
+            case Response.NOTIFY:
+                acts = False
+            case Response.VALVE:
+                if target == "venous_clamp":
+                    v.safe_state = True
+                else:
+                    v.stop.update(PLASMA_SIDE)
+            case Response.STOP_LOOP:
+                v.stop.update(DEPENDENTS["loop"])
+        return acts
 
     def _blood_minimum(self, v: Verdict) -> None:
         p = self.rx
