@@ -131,10 +131,13 @@ def test_killed_at_random_points_the_journal_is_whole_and_keeps_what_it_showed(
 LONGER_LOOP = {**LOOP_SHORT, "purification": {"processed_plasma_ml": 2500}}
 
 
-#: As the other serial tests. Once in CI at 40x a resumed run met one more alarm than the
-#: reference; then two things were wrong that are now mended: the simulator counted its own
-#: stalls as rig time, and (pytest 9) the wall-clock tests were not kept to one worker.
-RESUME_SPEED = 40.0
+#: Slower than the other serial tests (40x): each of these runs two controllers over ~25 min
+#: of rig time, and once in CI (2026-11-30) a resumed run at 40x met a heartbeat loss in
+#: rinse-back, a stall of 25 ms of wall time, with the other worker busy. At 25x the 1 s
+#: watchdog is 40 ms of wall time. (Earlier: the simulator counted its own stalls as rig
+#: time, and under pytest 9 the wall-clock tests were not kept to one worker; both mended.)
+#: Issue 17's lockstep clock takes the wall clock out of these tests.
+RESUME_SPEED = 25.0
 
 #: air in the return line 5 min in: the controller is killed while in `alarm`
 AIR = Scenario.model_validate(
@@ -142,7 +145,7 @@ AIR = Scenario.model_validate(
 )
 
 
-@pytest.mark.timeout(240)  # two controllers over ~25 min of rig time at 40x
+@pytest.mark.timeout(300)  # two controllers over ~25 min of rig time at 25x
 @pytest.mark.parametrize(
     ("kill_in", "changes", "scenario"),
     [
@@ -254,7 +257,11 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
         assert first_transition["source"] == "alarm"
         assert any(e.kind == "operator" and e.body["request"] == "acknowledge" for e in after)
     else:
-        assert moved["blood"] > 0 and moved["plasma"] > 0
+        # the kill can land in the very cycle that entered purification, whose commands
+        # were sent before the machine moved on: the exchange's end had just stopped the
+        # plasma side; the loop, running since the bag's threshold in collection, has not
+        assert moved["blood"] > 0
+        assert moved["plasma" if kill_in == "exchange_collect" else "loop"] > 0, moved
     assert len(jr.sessions(db)) == 1  # the same session, continued
 
 
