@@ -28,6 +28,7 @@ from controller.rig import (
     SCALE_NAMES,
     SENSOR_NAMES,
     VALVE_POSITIONS,
+    SafeReason,
 )
 from firmware_sim.physics import ENCODER_ML, Physics
 
@@ -47,19 +48,8 @@ class Nak:
     BAD_LIMITS = "bad_limits"
 
 
-class Reason:
-    """Safe-state reasons (names as in docs/protocol.md and `controller.hal.base.SafeReason`)."""
-
-    NONE = "none"
-    AIR = "air"
-    RETURN_LOW = "return_low"
-    RETURN_HIGH = "return_high"
-    ACCESS_LOW = "access_low"
-    BLOOD_LEAK = "blood_leak"
-    HEARTBEAT = "heartbeat"
-    COMMAND = "command"
-    BOOT = "boot"
-    SENSOR = "sensor"
+#: Safe-state reasons: the rig's own names (docs/protocol.md), one list for both sides
+Reason = SafeReason
 
 
 @dataclass(slots=True)
@@ -305,7 +295,7 @@ class Firmware:
             return Reason.SENSOR
         return None
 
-    def go_safe(self, reason: str) -> None:
+    def go_safe(self, reason: SafeReason) -> None:
         """All pumps and heparin stopped, venous clamp closed, within this tick."""
         self._flush()
         for name in PUMP_NAMES:
