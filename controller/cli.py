@@ -491,6 +491,8 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
             " (alsctl run --sim --scenario ...): the firmware does not know the phases"
         )
     pace = "real time" if args.speed == 1 else f"{args.speed:g}x real time"
+    if args.clock == "lockstep":
+        pace = f"lockstep clock (the controller grants rig time; {pace} without one)"
     print(f"# simulated firmware, {pace}; connect with: alsctl run --port <the line below>")
     asyncio.run(
         serve(
@@ -500,6 +502,7 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
             device=args.device,
             tcp=args.tcp,
             speed=args.speed,
+            clock=args.clock,
         )
     )
     return 0
@@ -646,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     on.add_argument("--tcp", metavar="HOST:PORT", help="serve on TCP (controller: socket://...)")
     p.add_argument(
         "--speed", type=float, default=1.0, help="rig time x wall time (default 1: real time)"
+    )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "lockstep"),
+        default="wall",
+        help="wall (default): rig time follows the wall clock x speed; lockstep (tests,"
+        " benches): it advances only as far as the controller grants (docs/protocol.md)",
     )
     p.set_defaults(func=cmd_firmware_sim)
 

@@ -46,6 +46,7 @@ class Nak:
     IN_SAFE_STATE = "in_safe_state"
     CAUSE_PRESENT = "cause_present"
     BAD_LIMITS = "bad_limits"
+    LIMIT_BELOW_RATE = "limit_below_rate"
 
 
 #: Safe-state reasons: the rig's own names (docs/protocol.md), one list for both sides
@@ -149,7 +150,11 @@ class Firmware:
         #: scheduled work (faults); called when t_ms reaches `wake_ms`
         self.wake_ms = math.inf
         self.on_wake: Callable[[int], None] | None = None
+        #: the simulation's own time (ms): physics and scheduled faults run on it, and it
+        #: never goes back. The firmware's clock, which samples and events carry, restarts
+        #: at a power-on reset: it is `t_ms - boot_ms` (see `clock_ms`).
         self.t_ms = 0
+        self.boot_ms = 0
         self._physics_ms = 0
         self._boot()
 
@@ -168,16 +173,26 @@ class Firmware:
         self.reason = Reason.BOOT
         self.last_heartbeat_ms: int | None = None
         self.counter = 0
+        self.boot_ms = self.t_ms
         self._counts: tuple[int, ...] = (0,) * len(PUMP_NAMES)
         self._counts_ms = self.t_ms
         self._encoders()  # encoder counters restart from the rotors' positions now
+        #: the counts at power-on: the totals a SAMPLE carries count from here, from zero
+        self._counts0 = self._counts
         self.next_sample_ms = self.t_ms + self.sample_period_ms
         self._next_physics_ms = self.t_ms + self.physics_period_ms
         self._check_ms = math.inf
         self._refresh()
 
+    @property
+    def clock_ms(self) -> int:
+        """The firmware's clock: ms since its last power-on (what samples and events carry)."""
+        return self.t_ms - self.boot_ms
+
     def reset(self) -> None:
-        """Power-on reset (the mcu_reset fault): everything forgotten, safe, limits gone."""
+        """Power-on reset (the mcu_reset fault): everything forgotten, safe, limits gone;
+        its clock, sample counter and encoder totals start again from zero, as RAM would
+        (docs/protocol.md). The simulation's time goes on."""
         self._boot()
         self.emit("reset", "power-on reset")
 
@@ -371,7 +386,7 @@ class Firmware:
             )
         self.on_sample(
             Snapshot(
-                t_ms=self.t_ms,
+                t_ms=self.t_ms - self.boot_ms,
                 counter=self.counter,
                 commanded=tuple(self.commanded[n] for n in PUMP_NAMES),
                 measured=measured,
@@ -387,14 +402,17 @@ class Firmware:
                 },
                 safe=self.safe,
                 reason=self.reason,
-                totals=tuple(c * res for c, res in zip(self._counts, ENCODER_ML, strict=True)),
+                totals=tuple(
+                    (c - c0) * res
+                    for c, c0, res in zip(self._counts, self._counts0, ENCODER_ML, strict=True)
+                ),
             )
         )
 
     def emit(self, code: str, detail: str = "") -> None:
         """Report an event (entered_safe, armed, reset, ...) to whoever listens."""
         if self.on_event is not None:
-            self.on_event(FirmwareEvent(self.t_ms, code, detail))
+            self.on_event(FirmwareEvent(self.t_ms - self.boot_ms, code, detail))
 
     # -- commands -----------------------------------------------------------------------
     def set_pump(self, name: str, rate: float) -> str | None:
@@ -424,16 +442,16 @@ class Firmware:
         return None
 
     def set_limits(self, limits: Limits) -> str | None:
+        """Refused when a maximum is below that pump's running rate: the firmware never
+        stops a pump on its own while it says it is running (docs/protocol.md)."""
         if limits.problem() is not None:
             return Nak.BAD_LIMITS
+        if any(rate > limits.pump_max[name] for name, rate in self.commanded.items()):
+            return Nak.LIMIT_BELOW_RATE
         self._flush()
         self.limits = limits
         self.limits_uploaded = True
         self._changed()
-        for name, rate in self.commanded.items():
-            if rate > limits.pump_max[name]:
-                self.commanded[name] = 0.0
-                self.physics.set_pump(name, 0.0)
         self.emit("limits_changed")
         return None
 

@@ -6,6 +6,11 @@ is executed only if its sequence number is newer than the last executed one; the
 again is a retry whose lost answer is sent again without executing anything; an older number
 is a stale frame (delayed on the line) and is ignored. A new HELLO session nonce (controller
 restart) or a power-on reset starts over.
+
+Ownership (protocol v3): one session owns the firmware. A HELLO with another nonce takes over
+only while the firmware is safe (never armed, or stopped by its watchdog: the old controller
+is gone); while it is armed the HELLO is refused (`session_busy`). Any other session's
+commands get `not_owner`, and its heartbeats and time grants are ignored.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ COMMANDS = frozenset(
         p.MsgType.SIM_FAULT,
     }
 )
+#: frames a controller sends that are neither answered nor sequenced
+UNANSWERED = frozenset({p.MsgType.HEARTBEAT, p.MsgType.TIME_GRANT})
 
 
 def sample_message(s: Snapshot) -> p.SampleMsg:
@@ -76,13 +83,19 @@ class FirmwareLink:
         self.last_reply: bytes | None = None
         self.executed = 0  # commands executed (not retries): for tests
         self.tx_seq = 0
+        #: called with a TIME_GRANT's `until_ms` (firmware clock) from the owning session;
+        #: a wall-clock firmware has none and ignores grants
+        self.on_grant: Callable[[int], None] | None = None
+        #: the clock INFO reports (p.CLOCK_WALL or p.CLOCK_LOCKSTEP)
+        self.clock = p.CLOCK_WALL
         firmware.on_sample = self._on_sample
         firmware.on_event = self._on_event
 
     # -- outgoing -----------------------------------------------------------------------
-    def _out(self, msg: p.Message, ack: int | None = None) -> bytes:
+    def _out(self, msg: p.Message, ack: int | None = None, session: int | None = None) -> bytes:
         self.tx_seq = (self.tx_seq + 1) & 0xFFFF
-        return p.encode(msg, self.tx_seq, (self.last_seq or 0) if ack is None else ack)
+        ack = (self.last_seq or 0) if ack is None else ack
+        return p.encode(msg, self.tx_seq, ack, (self.session or 0) if session is None else session)
 
     def _emit(self, frame: bytes) -> None:
         if self.send is not None and not self.firmware.mute:
@@ -109,17 +122,27 @@ class FirmwareLink:
 
     def handle(self, frame: p.Frame) -> bytes | None:
         fw = self.firmware
-        if frame.type is p.MsgType.HEARTBEAT:
-            fw.heartbeat()
+        if frame.type in UNANSWERED:
+            if self.session is None or frame.session != self.session:
+                return None  # only the owner keeps the firmware alive or its clock going
+            if frame.type is p.MsgType.HEARTBEAT:
+                fw.heartbeat()
+            elif self.on_grant is not None:
+                fw_grant = cast(p.TimeGrant, frame.message)
+                self.on_grant(fw_grant.until_ms)
             return None
         if frame.type not in COMMANDS:
             return None  # not for the firmware (an echo of its own frames, say)
-        msg = frame.message
-        if isinstance(msg, p.Hello) and msg.session != self.session:  # a HELLO frame
-            self.session = msg.session
+        if frame.type is p.MsgType.HELLO and frame.session != self.session:
+            if self.session is not None and not fw.safe:
+                # armed for another controller, whose watchdog has not expired: it is alive
+                return self._nak("session_busy", frame)
+            self.session = frame.session
             self.last_seq = None
         if self.session is None:
-            return self._out(p.Nak(p.NAKS.index("no_session")), ack=frame.seq)
+            return self._nak("no_session", frame)
+        if frame.session != self.session:
+            return self._nak("not_owner", frame)
         if self.last_seq is not None:
             ahead = (frame.seq - self.last_seq) & 0xFFFF
             if ahead == 0:
@@ -131,6 +154,10 @@ class FirmwareLink:
         self.last_reply = reply
         self.executed += 1
         return reply
+
+    def _nak(self, code: str, frame: p.Frame) -> bytes:
+        """A refusal outside any session's sequence: addressed to the frame's sender."""
+        return self._out(p.Nak(p.NAKS.index(code)), ack=frame.seq, session=frame.session)
 
     def _execute(self, frame: p.Frame) -> p.Message:
         """The casts below hold: the codec decodes each frame type to its one message class
@@ -146,6 +173,8 @@ class FirmwareLink:
                     fw.sample_period_ms,
                     FIRMWARE_VERSION,
                     fw.rig_id,
+                    self.clock,
+                    fw.clock_ms,
                 )
             case p.MsgType.SET_PUMP:
                 pump = cast(p.SetPump, msg)

@@ -1,15 +1,24 @@
 """`alsctl firmware-sim`: the simulated firmware in real time, behind a serial-like port.
 
 On a new pseudo-terminal (prints the path to give `alsctl run --port`), on an existing device,
-or on a TCP port (`socket://host:port` for the controller). The rig clock follows the wall
-clock; a scenario schedules faults in rig time. One controller at a time: a new TCP client
-replaces the old one, as a re-plugged cable would.
+or on a TCP port (`socket://host:port` for the controller). A scenario schedules faults in
+rig time. One controller at a time: a new TCP client replaces the old one, as a re-plugged
+cable would.
+
+Two clocks:
+- `wall` (the default, a real rig): rig time follows the wall clock x `speed`.
+- `lockstep` (tests and benches): rig time advances only as far as the owning controller's
+  TIME_GRANT allows (docs/protocol.md), so a controller starved of CPU freezes both clocks
+  and nothing trips on scheduling noise. When no grant has come for `LOCKSTEP_IDLE_S` of wall
+  time (no controller, or a dead one) the clock runs on the wall clock x `speed` again until
+  the next grant: a dead controller is still caught by the heartbeat watchdog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import termios
@@ -20,6 +29,7 @@ from typing import cast
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
+from controller.protocol import codec as p
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import Firmware
 from firmware_sim.link import FirmwareLink
@@ -27,6 +37,12 @@ from firmware_sim.physics import physics_for
 
 #: The most rig time the clock advances at once (a quarter of the longest watchdog).
 MAX_CATCH_UP_MS = 250
+#: Lockstep: no grant for this long (wall time) and the clock runs on the wall clock again.
+#: Far beyond any scheduling stall of a live controller (tens of ms on a busy machine).
+LOCKSTEP_IDLE_S = 2.0
+#: Lockstep: the most rig time one grant lets run (docs/protocol.md, TIME_GRANT).
+MAX_GRANT_MS = 1000
+CLOCKS = ("wall", "lockstep")
 
 
 class FirmwareServer:
@@ -36,21 +52,42 @@ class FirmwareServer:
         prescription: Prescription | None = None,
         scenario: Scenario | None = None,
         speed: float = 1.0,
+        clock: str = "wall",
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
-        #: rig time runs this many times faster than the wall clock (1 = a real rig)
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+        #: rig time runs this many times faster than the wall clock (1 = a real rig), in
+        #: wall-clock mode and while a lockstep clock has no controller granting time
         self.speed = speed
+        self.clock = clock
         self.firmware = Firmware(physics_for(rig, prescription), rig)
         self.faults = Faults(self.firmware, scenario)
         self.link = FirmwareLink(self.firmware, self.faults)
+        self._granted_at = -math.inf  # loop time of the last grant (lockstep)
+        if clock == "lockstep":
+            self.link.clock = p.CLOCK_LOCKSTEP
+            self.link.on_grant = self._grant
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], None]] = []
 
     # -- the clock ----------------------------------------------------------------------
+    def _grant(self, until_ms: int) -> None:
+        """Lockstep: run to the granted time (on the firmware's clock) at once."""
+        self._granted_at = asyncio.get_running_loop().time()
+        fw = self.firmware
+        # a grant from a clock that has since restarted (a power-on reset) must not run
+        # the rig for minutes in one leap
+        fw.run_until(min(until_ms, fw.clock_ms + MAX_GRANT_MS) + fw.boot_ms)
+
+    def _granting(self, now: float) -> bool:
+        return self.clock == "lockstep" and now - self._granted_at < LOCKSTEP_IDLE_S
+
     async def _clock(self) -> None:
-        """Rig time = wall time since start (x speed); the firmware catches up every tick."""
+        """Rig time = wall time since start (x speed); the firmware catches up every tick.
+        In lockstep, only while no controller grants time."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         fw = self.firmware
@@ -58,7 +95,13 @@ class FirmwareServer:
         # enough for samples to leave on time, without spinning a core at high speed
         pause = max(fw.tick_ms / 1000.0 / self.speed / 2.0, 0.001)
         while not self._stop.is_set():
-            due = (loop.time() - start) * 1000 * self.speed
+            now = loop.time()
+            if self._granting(now):
+                # a controller drives the clock; the wall clock takes over from here
+                start = now - fw.t_ms / 1000.0 / self.speed
+                await asyncio.sleep(0.05)
+                continue
+            due = (now - start) * 1000 * self.speed
             if due - fw.t_ms > MAX_CATCH_UP_MS:
                 # this process was not scheduled for a while: a real MCU would not have
                 # stopped, and catching up in one leap would run the watchdog past heartbeats
@@ -167,9 +210,10 @@ async def serve(
     device: str | None = None,
     tcp: str | None = None,
     speed: float = 1.0,
+    clock: str = "wall",
     out: Callable[[str], None] = print,
 ) -> None:
-    server = FirmwareServer(rig, prescription, scenario, speed)
+    server = FirmwareServer(rig, prescription, scenario, speed, clock)
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         bound = await server.serve_tcp(host or "127.0.0.1", int(port))

@@ -1,4 +1,10 @@
-"""`alsctl firmware-sim` in a process of its own, as an operator would start it."""
+"""`alsctl firmware-sim` in a process of its own, as an operator would start it.
+
+On the lockstep clock unless a test asks for the wall clock: the controller then grants the
+rig its time, so a test's outcome does not depend on how busy the machine is
+(docs/protocol.md, "Lockstep clock"). `speed` is the pace when no controller grants time
+(before the first HELLO, after a controller was killed).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ def firmware_sim_process(
     speed: float = 1.0,
     scenario: Scenario | None = None,
     tcp: str | None = None,
+    clock: str = "lockstep",
 ) -> Iterator[str]:
     """Start it on a new pty (or TCP, `host:port`); yield the port it prints; stop it after."""
     rig_file = tmp_path / "rig.yaml"
@@ -35,7 +42,7 @@ def firmware_sim_process(
         scenario_file = tmp_path / "scenario.yaml"
         scenario_file.write_text(to_yaml(scenario))
         cmd += ["--scenario", str(scenario_file)]
-    cmd += ["--speed", str(speed)]
+    cmd += ["--speed", str(speed), "--clock", clock]
     if tcp is not None:
         cmd += ["--tcp", tcp]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -196,13 +196,14 @@ class Controller:
         if self.t0_ms is None:
             origin = self.hal.clock_origin_ms
             self.t0_ms = origin if origin is not None else sample.t_ms
-        if self.t0_ms == 0:
+        prev = self.sample
+        if self.t0_ms == 0 and (prev is None or sample.t_ms >= prev.t_ms):
             return sample  # the simulated rig: no copy on the hot path
         t = sample.t_ms - self.t0_ms
-        if self.sample is not None and t < self.sample.t_ms - self.rig.sample_period_ms:
+        if prev is not None and t < prev.t_ms - self.rig.sample_period_ms:
             # the firmware restarted (a power-on reset, a new process): its clock began
             # again; session time goes on from the last sample instead of jumping back
-            self.t0_ms = sample.t_ms - self.sample.t_ms - self.rig.sample_period_ms
+            self.t0_ms = sample.t_ms - prev.t_ms - self.rig.sample_period_ms
             t = sample.t_ms - self.t0_ms
         return dataclasses.replace(sample, t_ms=t)
 

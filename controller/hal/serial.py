@@ -9,6 +9,9 @@ pyserial-asyncio-fast.
   raises `LinkTimeout`; frames again -> LINK_RESTORED.
 - The port closing is survived: it is reopened, HELLO sent again, the firmware's limits
   re-read; it is never re-armed without an explicit `arm()`.
+- A firmware on a lockstep clock (INFO says so: `alsctl firmware-sim --clock lockstep`) runs
+  only as far as this HAL grants: `next_sample` grants the next sample period when it needs
+  a sample, so a controller that stalls stops the rig's clock with it.
 """
 
 from __future__ import annotations
@@ -37,11 +40,22 @@ from controller.rig import (
 
 ACK_TIMEOUT_S = 0.05
 RETRIES = 3
+#: Lockstep: a grant whose sample has not come after this long is granted again, one
+#: period further (the sample, or the grant, was lost on the line)
+GRANT_RETRY_S = 0.1
+#: HELLO refused because another session has the firmware armed: asked again this long,
+#: in case that controller is dead and its watchdog about to stop the rig (a resume right
+#: after a crash); a live one keeps the rig and this HAL gives up with a clear error
+SESSION_BUSY_WAIT_S = 5.0
 RECONNECT_EVERY_S = 0.1
 RECONNECT_MAX_S = 2.0
 SAMPLE_QUEUE = 1000
 SAFE_REASONS = tuple(SafeReason(r) for r in p.REASONS)
 VALVE_NAMES = tuple(VALVE_POSITIONS)
+
+
+class SessionBusy(LinkError):
+    """Another controller's session has the firmware armed (protocol v3 ownership)."""
 
 
 def sample_from_message(m: p.SampleMsg) -> Sample:
@@ -116,7 +130,11 @@ class SerialHal(Hal):
         self._reconnector: asyncio.Task[None] | None = None
         self._link_lost = False
         self._last_rx = 0.0
-        self._last_t_ms = 0  # rig time of the last sample: the time stamp of link events
+        self._last_t_ms = 0  # firmware time of the last frame: the time stamp of link events
+        #: lockstep (INFO's clock): samples come only as far as granted
+        self._lockstep = False
+        self._period_ms = self.rig.sample_period_ms
+        self._granted_ms = 0
         self._closing = False
         #: the firmware's limits as last read back (after connect, upload and reconnect)
         self.limits_readback: FirmwareLimits | None = None
@@ -206,12 +224,18 @@ class SerialHal(Hal):
                 self._samples.append(sample)
                 self._sample_ready.set()
             elif isinstance(m, p.EventMsg):
+                self._last_t_ms = m.t_ms  # after a power-on reset: the clock began again
                 code = p.EVENTS[m.code]
                 if code != "none":
                     self._events.append(HalEvent(HalEventKind(code), m.t_ms, m.detail))
             elif kind in (p.MsgType.ACK, p.MsgType.NAK, p.MsgType.INFO, p.MsgType.LIMITS):
                 pending = self._pending
-                if pending is not None and pending[0] == frame.ack and not pending[1].done():
+                if (
+                    pending is not None
+                    and pending[0] == frame.ack
+                    and frame.session == self._session
+                    and not pending[1].done()
+                ):
                     pending[1].set_result(frame)
                 else:
                     self.unmatched += 1
@@ -225,7 +249,8 @@ class SerialHal(Hal):
                 if isinstance(frame.message, p.Nak):  # a NAK frame
                     code = p.NAKS[frame.message.code]
                     if code == "no_session" and hello_done and not renewed:
-                        await self._exchange(p.Hello(self._session), "hello")  # after an MCU reset
+                        # after an MCU reset
+                        await self._exchange(p.Empty(p.MsgType.HELLO), "hello")
                         continue
                     raise CommandRefused(what, code)
                 return frame
@@ -235,7 +260,7 @@ class SerialHal(Hal):
         loop = asyncio.get_running_loop()
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
-        frame = p.encode(msg, seq)
+        frame = p.encode(msg, seq, 0, self._session)
         for _attempt in range(1 + self.retries):
             if self._transport is None:
                 raise LinkError(f"{what}: port {self.url} is closed")
@@ -251,10 +276,41 @@ class SerialHal(Hal):
         raise LinkTimeout(f"{what}: no answer after {1 + self.retries} tries")
 
     async def _hello(self) -> FirmwareInfo:
-        frame = await self._request(p.Hello(self._session), "hello", hello_done=False)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SESSION_BUSY_WAIT_S
+        while True:
+            try:
+                return await self._hello_once()
+            except SessionBusy:
+                if loop.time() >= give_up:
+                    raise
+            await asyncio.sleep(RECONNECT_EVERY_S)
+
+    async def _hello_once(self) -> FirmwareInfo:
+        try:
+            frame = await self._request(p.Empty(p.MsgType.HELLO), "hello", hello_done=False)
+        except LinkTimeout:
+            theirs = self.decoder.foreign_version
+            if theirs is None:
+                raise
+            raise LinkError(
+                f"the firmware speaks protocol version {theirs}, this controller speaks"
+                f" {p.PROTOCOL_VERSION} (docs/protocol.md): update one of them"
+            ) from None
+        except CommandRefused as exc:
+            if exc.code == "session_busy":
+                raise SessionBusy(
+                    "the firmware is armed for another controller's session (session_busy):"
+                    " stop that controller first; this one waited"
+                    f" {SESSION_BUSY_WAIT_S:g} s for its watchdog to stop the rig"
+                ) from exc
+            raise
         info = frame.message
         if not isinstance(info, p.Info):
             raise LinkError(f"hello answered with {frame.type.name}, not INFO")
+        self._lockstep = info.clock == p.CLOCK_LOCKSTEP
+        self._period_ms = info.sample_period_ms
+        self._last_t_ms = self._granted_ms = info.t_ms
         return FirmwareInfo(
             protocol_version=info.protocol_version,
             firmware_version=info.firmware_version,
@@ -294,17 +350,37 @@ class SerialHal(Hal):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(proto.closed), 1.0)
 
+    def _grant(self, until_ms: int) -> None:
+        """Lockstep: let the firmware's clock run to `until_ms` (unanswered, idempotent)."""
+        self._granted_ms = until_ms
+        if self._transport is not None:
+            grant = p.TimeGrant(until_ms & 0xFFFFFFFF)
+            self._transport.write(p.encode(grant, self._seq, 0, self._session))
+
     async def _next_sample(self) -> Sample:
         loop = asyncio.get_running_loop()
         # once the link is lost, each call waits a whole period for a frame: the caller
         # counts these silences, and they must be as long as they say
         since = loop.time() if self._link_lost else self._last_rx
+        granted_at = 0.0
+        if self._lockstep and not self._samples:
+            # the firmware waits for us: the silence is timed from the grant, not from a
+            # last frame that came before this controller stalled
+            self._grant(self._last_t_ms + self._period_ms)
+            since = granted_at = max(since, loop.time())
         while not self._samples:
             self._sample_ready.clear()
             remaining = since + self.link_lost_s - loop.time()
+            if self._lockstep:
+                remaining = min(remaining, granted_at + GRANT_RETRY_S - loop.time())
             try:
                 await asyncio.wait_for(self._sample_ready.wait(), max(remaining, 0.001))
             except TimeoutError:
+                if self._lockstep and loop.time() - since < self.link_lost_s:
+                    # a grant or its sample lost on the line: one period further
+                    self._grant(max(self._granted_ms, self._last_t_ms) + self._period_ms)
+                    granted_at = loop.time()
+                    continue
                 if loop.time() - since >= self.link_lost_s:
                     if not self._link_lost:
                         self._link_lost = True
@@ -360,7 +436,9 @@ class SerialHal(Hal):
     async def _heartbeat(self) -> None:
         """Unacknowledged: a lost heartbeat is covered by the next one (every cycle)."""
         if self._transport is not None:
-            self._transport.write(p.encode(p.Empty(p.MsgType.HEARTBEAT), self._seq))
+            self._transport.write(
+                p.encode(p.Empty(p.MsgType.HEARTBEAT), self._seq, 0, self._session)
+            )
 
     # -- simulator extension --------------------------------------------------------------
     async def sim_fault(

@@ -149,7 +149,7 @@ class SimHal(Hal):
         self._rig_start_ms = self.firmware.t_ms
         if self._origin_ms is None:
             self._origin_ms = self.firmware.t_ms
-        self._last_sample_ms = self.firmware.t_ms
+        self._last_sample_ms = self.firmware.clock_ms
         return FirmwareInfo(
             protocol_version=PROTOCOL_VERSION,
             firmware_version=FIRMWARE_VERSION,
@@ -181,8 +181,9 @@ class SimHal(Hal):
         fw = self.firmware
         while not self._samples:
             fw.run_until(fw.next_sample_ms)
-            if fw.t_ms - self._last_sample_ms >= self.rig.link_lost_ms:
-                self._last_sample_ms = fw.t_ms  # the next silence is timed from here
+            # on the firmware's clock, as the samples' times (it restarts at a power-on reset)
+            if fw.clock_ms - self._last_sample_ms >= self.rig.link_lost_ms:
+                self._last_sample_ms = fw.clock_ms  # the next silence is timed from here
                 raise LinkTimeout(
                     f"link lost: no sample for {self.rig.link_lost_ms} ms of rig time"
                 )
@@ -199,7 +200,8 @@ class SimHal(Hal):
                 self._yield_at = loop.time() + YIELD_EVERY_S
         else:
             loop = asyncio.get_running_loop()
-            await asyncio.sleep(max(0.0, self.due(sample.t_ms) - loop.time()))
+            # paced on the simulation's time, which a power-on reset does not restart
+            await asyncio.sleep(max(0.0, self.due(sample.t_ms + fw.boot_ms) - loop.time()))
         return sample
 
     def due(self, t_ms: int) -> float:

@@ -34,7 +34,7 @@ from controller.protocol.wire import (
     WIRE_VALVES,
 )
 
-HEADER = struct.Struct("<BBHH")  # version, type, seq, ack
+HEADER = struct.Struct("<BBHHI")  # version, type, seq, ack, session
 CRC = struct.Struct("<H")
 #: Largest decoded frame (header + payload + CRC); anything longer is garbage.
 MAX_FRAME = 256
@@ -64,6 +64,7 @@ class MsgType(IntEnum):
     ENTER_SAFE = 0x15
     ARM = 0x16
     HEARTBEAT = 0x17
+    TIME_GRANT = 0x18
     SAMPLE = 0x20
     EVENT = 0x21
     ACK = 0x30
@@ -91,45 +92,58 @@ def _read_str(data: bytes, at: int) -> tuple[str, int]:
 
 
 # -- messages -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Hello:
-    """Controller -> firmware, first frame of a session; a new session nonce restarts
-    the firmware's sequence tracking."""
-
-    TYPE: ClassVar[MsgType] = MsgType.HELLO
-    session: int
-
-    def pack(self) -> bytes:
-        return struct.pack("<I", self.session)
-
-    @classmethod
-    def unpack(cls, data: bytes) -> Hello:
-        return cls(*_exact("<I", data))
+#: INFO's clock: 0 follows the wall clock (a real MCU), 1 runs only as far as granted
+CLOCK_WALL = 0
+CLOCK_LOCKSTEP = 1
+INFO_HEAD = struct.Struct("<BHHBI")  # version, tick ms, sample period ms, clock, rig time ms
 
 
 @dataclass(frozen=True, slots=True)
 class Info:
+    """The answer to HELLO: who the firmware is, its timing, and its clock (`clock` 1: the
+    rig time advances only as far as TIME_GRANT allows; `t_ms`: rig time now)."""
+
     TYPE: ClassVar[MsgType] = MsgType.INFO
     protocol_version: int
     tick_ms: int
     sample_period_ms: int
     firmware_version: str
     rig_id: str
+    clock: int = CLOCK_WALL
+    t_ms: int = 0
 
     def pack(self) -> bytes:
-        head = struct.pack("<BHH", self.protocol_version, self.tick_ms, self.sample_period_ms)
+        head = INFO_HEAD.pack(
+            self.protocol_version, self.tick_ms, self.sample_period_ms, self.clock, self.t_ms
+        )
         return head + _str(self.firmware_version) + _str(self.rig_id)
 
     @classmethod
     def unpack(cls, data: bytes) -> Info:
-        if len(data) < 5:
-            raise PayloadError("INFO is shorter than 5 bytes")
-        version, tick, period = struct.unpack_from("<BHH", data)
-        fw, at = _read_str(data, 5)
+        if len(data) < INFO_HEAD.size:
+            raise PayloadError(f"INFO is shorter than {INFO_HEAD.size} bytes")
+        version, tick, period, clock, t_ms = INFO_HEAD.unpack_from(data)
+        fw, at = _read_str(data, INFO_HEAD.size)
         rig, at = _read_str(data, at)
-        if at != len(data):
-            raise PayloadError("INFO has trailing bytes")
-        return cls(version, tick, period, fw, rig)
+        if at != len(data) or clock > CLOCK_LOCKSTEP:
+            raise PayloadError("INFO has trailing bytes or an unknown clock")
+        return cls(version, tick, period, fw, rig, clock, t_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeGrant:
+    """Controller -> firmware, lockstep clock only: run the rig clock up to `until_ms`
+    (rig time since power-on). Not acknowledged: the samples it lets out are the answer."""
+
+    TYPE: ClassVar[MsgType] = MsgType.TIME_GRANT
+    until_ms: int
+
+    def pack(self) -> bytes:
+        return struct.pack("<I", self.until_ms)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> TimeGrant:
+        return cls(*_exact("<I", data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +211,7 @@ class LimitsReply(LimitsMsg):
 
 @dataclass(frozen=True, slots=True)
 class Empty:
-    """GET_LIMITS, ENTER_SAFE, ARM, HEARTBEAT, ACK: no payload."""
+    """HELLO, GET_LIMITS, ENTER_SAFE, ARM, HEARTBEAT, ACK: no payload."""
 
     TYPE: MsgType
 
@@ -342,14 +356,30 @@ def _exact(layout: str, data: bytes) -> tuple[Any, ...]:
 
 
 Message = (
-    Hello | Info | SetPump | SetValve | LimitsMsg | Empty | SampleMsg | EventMsg | Nak | SimFault
+    Info
+    | SetPump
+    | SetValve
+    | LimitsMsg
+    | Empty
+    | TimeGrant
+    | SampleMsg
+    | EventMsg
+    | Nak
+    | SimFault
 )
 
 _EMPTY = frozenset(
-    {MsgType.GET_LIMITS, MsgType.ENTER_SAFE, MsgType.ARM, MsgType.HEARTBEAT, MsgType.ACK}
+    {
+        MsgType.HELLO,
+        MsgType.GET_LIMITS,
+        MsgType.ENTER_SAFE,
+        MsgType.ARM,
+        MsgType.HEARTBEAT,
+        MsgType.ACK,
+    }
 )
 _DECODERS: dict[MsgType, Callable[[bytes], Message]] = {
-    MsgType.HELLO: Hello.unpack,
+    MsgType.TIME_GRANT: TimeGrant.unpack,
     MsgType.INFO: Info.unpack,
     MsgType.SET_PUMP: SetPump.unpack,
     MsgType.SET_VALVE: SetValve.unpack,
@@ -373,11 +403,16 @@ class Frame:
     seq: int
     ack: int
     message: Message
+    #: the controller's session nonce (HELLO's, or the owner's on firmware frames; 0: none)
+    session: int = 0
 
 
-def encode(msg: Message, seq: int, ack: int = 0) -> bytes:
+def encode(msg: Message, seq: int, ack: int = 0, session: int = 0) -> bytes:
     """One complete frame on the wire, delimiter included."""
-    body = HEADER.pack(PROTOCOL_VERSION, msg.TYPE, seq & 0xFFFF, ack & 0xFFFF) + msg.pack()
+    body = (
+        HEADER.pack(PROTOCOL_VERSION, msg.TYPE, seq & 0xFFFF, ack & 0xFFFF, session & 0xFFFFFFFF)
+        + msg.pack()
+    )
     return cobs.encode(body + CRC.pack(crc16(body))) + b"\x00"
 
 
@@ -389,14 +424,17 @@ def decode_body(raw: bytes) -> Frame:
         body = cobs.decode(raw)
     except cobs.DecodeError as exc:
         raise FrameError("cobs") from exc
-    if len(body) < HEADER.size + CRC.size or len(body) > MAX_FRAME:
+    if len(body) < 1 + CRC.size or len(body) > MAX_FRAME:
         raise FrameError("length")
     (crc,) = CRC.unpack_from(body, len(body) - CRC.size)
     if crc16(body[: -CRC.size]) != crc:
         raise FrameError("crc")
-    version, mtype, seq, ack = HEADER.unpack_from(body)
-    if version != PROTOCOL_VERSION:
-        raise FrameError("version")
+    # the version byte comes first in every version of the protocol, whatever follows it
+    if body[0] != PROTOCOL_VERSION:
+        raise FrameError("version", version=body[0])
+    if len(body) < HEADER.size + CRC.size:
+        raise FrameError("length")
+    _, mtype, seq, ack, session = HEADER.unpack_from(body)
     try:
         kind = MsgType(mtype)
     except ValueError as exc:
@@ -411,15 +449,17 @@ def decode_body(raw: bytes) -> Frame:
             message = _DECODERS[kind](payload)
     except (PayloadError, struct.error, UnicodeError) as exc:
         raise FrameError("payload") from exc
-    return Frame(kind, seq, ack, message)
+    return Frame(kind, seq, ack, message, session)
 
 
 class FrameError(ValueError):
     """Why a frame was rejected: cobs, length, crc, version, unknown_type, payload."""
 
-    def __init__(self, cause: str) -> None:
+    def __init__(self, cause: str, version: int | None = None) -> None:
         super().__init__(cause)
         self.cause = cause
+        #: for `version`: the version byte of a frame whose CRC was good
+        self.version = version
 
 
 @dataclass(slots=True)
@@ -429,6 +469,9 @@ class Decoder:
     buffer: bytearray = field(default_factory=bytearray)
     frames: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    #: the version byte of the last well-formed frame of another protocol version: a peer
+    #: that speaks another version is told apart from noise
+    foreign_version: int | None = None
     _skipping: bool = False
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -453,6 +496,8 @@ class Decoder:
             out.append(decode_body(raw))
             self.frames += 1
         except FrameError as exc:
+            if exc.version is not None:
+                self.foreign_version = exc.version
             self._count(exc.cause)
 
     def _count(self, cause: str) -> None:

@@ -8,7 +8,7 @@ test (tests/unit/test_protocol.py) holds these tables and the rig's layout toget
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 WIRE_PUMPS: tuple[str, ...] = (
     "blood",
@@ -75,4 +75,7 @@ NAKS: tuple[str, ...] = (
     "bad_payload",
     "unsupported",
     "no_session",
+    "session_busy",
+    "not_owner",
+    "limit_below_rate",
 )

@@ -124,6 +124,12 @@ class Refusal(StrEnum):
     BAD_PAYLOAD = "bad_payload"
     UNSUPPORTED = "unsupported"
     NO_SESSION = "no_session"
+    #: HELLO with a new nonce while another session's firmware is armed
+    SESSION_BUSY = "session_busy"
+    #: a command from a session that does not own the firmware
+    NOT_OWNER = "not_owner"
+    #: SET_LIMITS with a pump maximum below that pump's running rate
+    LIMIT_BELOW_RATE = "limit_below_rate"
 
 
 class FirmwareEvent(StrEnum):

@@ -72,7 +72,8 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     config = RigConfig(rig_id=RIG_ID, backend=request.param)
     with contextlib.ExitStack() as stack:
         if request.param == "serial":
-            port = stack.enter_context(firmware_sim_process(tmp_path, config))
+            # the wall clock at 1x, as a real MCU: the watchdog's own wall-clock run
+            port = stack.enter_context(firmware_sim_process(tmp_path, config, clock="wall"))
             config = config.model_copy(
                 update={"serial": config.serial.model_copy(update={"url": port})}
             )

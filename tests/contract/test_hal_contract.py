@@ -10,13 +10,14 @@ import pytest
 from controller.errors import CommandRefused, HalError
 from controller.hal import backend_class, open_hal
 from controller.hal.base import FirmwareLimits, HalEventKind
+from controller.protocol import PROTOCOL_VERSION
 from controller.rig import DETECTOR_NAMES, PUMP_NAMES, SENSOR_NAMES, FirmwareState, SafeReason
 from tests.contract.conftest import Rig
 
 
 async def test_connect_reports_versions_and_timing(rig: Rig) -> None:
     info = rig.hal.info
-    assert info.protocol_version == 2
+    assert info.protocol_version == PROTOCOL_VERSION
     assert info.firmware_version
     assert info.rig_id == "contract-01"
     assert info.tick_ms == 10 and info.sample_period_ms == 100

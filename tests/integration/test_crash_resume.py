@@ -131,12 +131,11 @@ def test_killed_at_random_points_the_journal_is_whole_and_keeps_what_it_showed(
 LONGER_LOOP = {**LOOP_SHORT, "purification": {"processed_plasma_ml": 2500}}
 
 
-#: Slower than the other serial tests (40x): each of these runs two controllers over ~25 min
-#: of rig time, and once in CI (2026-11-30) a resumed run at 40x met a heartbeat loss in
-#: rinse-back, a stall of 25 ms of wall time, with the other worker busy. At 25x the 1 s
-#: watchdog is 40 ms of wall time. (Earlier: the simulator counted its own stalls as rig
-#: time, and under pytest 9 the wall-clock tests were not kept to one worker; both mended.)
-#: Issue 17's lockstep clock takes the wall clock out of these tests.
+#: On the lockstep clock (tests/sim_process.py): the controller grants the rig its time, so
+#: a busy machine changes nothing. Once the controller is killed nobody grants: after 2 s of
+#: wall time the firmware's clock runs on its own at this pace, and its watchdog stops the
+#: pumps 1 s of rig time later, as on a real rig. (Before lockstep: 25x on the wall clock,
+#: and in CI a resumed run met a heartbeat loss from a 25 ms stall.)
 RESUME_SPEED = 25.0
 
 #: air in the return line 5 min in: the controller is killed while in `alarm`
@@ -159,7 +158,8 @@ async def test_a_killed_controller_resumes_on_the_serial_rig_and_finishes_the_sa
 ) -> None:
     rig = load_rig("config/rigs/sim.yaml").model_copy(update={"heartbeat_timeout_ms": 1000})
     p = rx("li_als", exchange_volume_pv=None, **changes)
-    auto = 5.0 if scenario else None
+    # long enough in rig time for the kill to land in `alarm` at lockstep pace (~0.1 s wall)
+    auto = 60.0 if scenario else None
     reference, _ = await run_treatment(
         rig, p, RunOptions(gate=CLEAR, scenario=scenario, auto_resume_s=auto)
     )

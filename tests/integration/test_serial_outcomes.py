@@ -33,7 +33,7 @@ def test_sigterm_on_a_serial_rig_is_safe_resumable_and_timed_in_session_time(
     (tmp_path / "rx.yaml").write_text(to_yaml(p))
     db = tmp_path / "journal.db"
     common = ["--journal", str(db), "--rig", str(tmp_path / "rig.yaml"), "--plain"]
-    with firmware_sim_process(tmp_path, rig, p, speed=20.0) as port:
+    with firmware_sim_process(tmp_path, rig, p, speed=20.0) as port:  # lockstep
         proc = subprocess.Popen(
             [*ALSCTL, "run", "--port", port, "--prescription", str(tmp_path / "rx.yaml"),
              "--checklist", "clear", *common],

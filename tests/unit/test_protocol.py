@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.protocol import codec as p
-from controller.protocol.vectors import VECTORS, markdown
+from controller.protocol.vectors import SESSION, VECTORS, markdown, worked_example
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -27,15 +27,29 @@ def test_crc_is_ccitt_false_with_its_check_value() -> None:
 def test_every_vector_in_the_document_decodes_to_its_message() -> None:
     text = DOC.read_text()
     assert markdown() in text, "run `python -m controller.protocol.vectors` and update the doc"
+    assert worked_example() in text, "the worked CRC example: regenerate it as above"
     found = re.findall(r"`((?:[0-9a-f]{2})+00)`", text)
     assert len(found) == len(VECTORS)
     for hex_frame, (title, msg, seq, ack) in zip(found, VECTORS, strict=True):
         frames = p.Decoder().feed(bytes.fromhex(hex_frame))
         assert len(frames) == 1, title
         frame = frames[0]
-        assert (frame.type, frame.seq, frame.ack) == (msg.TYPE, seq, ack), title
+        assert (frame.type, frame.seq, frame.ack, frame.session) == (msg.TYPE, seq, ack, SESSION)
         assert same(frame.message, msg), title
     assert {m.TYPE for _, m, _, _ in VECTORS} == set(p.MsgType)
+
+
+def test_a_frame_of_another_version_is_refused_and_its_version_remembered() -> None:
+    """A version-2 peer (6-byte header) is told apart from noise: the controller can say
+    which version the firmware speaks instead of timing out in silence."""
+    from cobs import cobs
+
+    body = bytes([2, p.MsgType.INFO, 7, 0, 1, 0]) + b"payload"
+    v2 = cobs.encode(body + p.CRC.pack(p.crc16(body))) + b"\x00"
+    d = p.Decoder()
+    assert d.feed(v2) == []
+    assert d.rejected == {"version": 1}
+    assert d.foreign_version == 2
 
 
 def test_the_sample_vector_keeps_a_missing_sensor_as_nan() -> None:
@@ -80,11 +94,11 @@ def test_bad_crc_unknown_type_and_bad_payload_are_rejected() -> None:
         return cobs.encode(body + p.CRC.pack(p.crc16(body))) + b"\x00"
 
     v = p.PROTOCOL_VERSION
-    good = p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0) + p.SetPump(0, 50.0).pack()
+    good = p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0, 5) + p.SetPump(0, 50.0).pack()
     bad_crc = cobs.encode(good + b"\x00\x00") + b"\x00"
-    unknown = raw(p.HEADER.pack(v, 0x7E, 1, 0))
-    short = raw(p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0) + b"\x00")
-    version = raw(p.HEADER.pack(v + 1, p.MsgType.ARM, 1, 0))
+    unknown = raw(p.HEADER.pack(v, 0x7E, 1, 0, 5))
+    short = raw(p.HEADER.pack(v, p.MsgType.SET_PUMP, 1, 0, 5) + b"\x00")
+    version = raw(p.HEADER.pack(v + 1, p.MsgType.ARM, 1, 0, 5))
     d = p.Decoder()
     assert d.feed(bad_crc + unknown + short + version + raw(good))[0].seq == 1
     assert d.rejected == {"crc": 1, "unknown_type": 1, "payload": 1, "version": 1}
