@@ -11,6 +11,7 @@ restart) or a power-on reset starts over.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from controller.protocol import codec as p
@@ -60,6 +61,16 @@ def limits_message(limits: Limits, cls: type[p.LimitsMsg] = p.LimitsReply) -> p.
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HelloSeen:
+    """A HELLO arrived (for `FirmwareLink.observer`): its session nonce, and the one the
+    firmware had before it (None: no session yet, or forgotten by a power-on reset)."""
+
+    t_ms: int
+    session: int
+    previous: int | None
+
+
 class FirmwareLink:
     def __init__(
         self, firmware: Firmware, faults: Faults, send: Callable[[bytes], None] | None = None
@@ -76,6 +87,8 @@ class FirmwareLink:
         self.last_reply: bytes | None = None
         self.executed = 0  # commands executed (not retries): for tests
         self.tx_seq = 0
+        #: told of each firmware event and each HELLO (`alsctl firmware-sim`'s console)
+        self.observer: Callable[[FirmwareEvent | HelloSeen], None] | None = None
         firmware.on_sample = self._on_sample
         firmware.on_event = self._on_event
 
@@ -95,6 +108,8 @@ class FirmwareLink:
         if e.code == "reset":  # a power-on reset forgets the session, as RAM would
             self.session = self.last_seq = None
             self.last_reply = None
+        if self.observer is not None:
+            self.observer(e)
         self._emit(self._out(p.EventMsg(e.t_ms, p.EVENTS.index(e.code), e.detail)))
 
     # -- incoming -----------------------------------------------------------------------
@@ -115,6 +130,8 @@ class FirmwareLink:
         if frame.type not in COMMANDS:
             return None  # not for the firmware (an echo of its own frames, say)
         msg = frame.message
+        if isinstance(msg, p.Hello) and self.observer is not None:
+            self.observer(HelloSeen(fw.t_ms, msg.session, self.session))
         if isinstance(msg, p.Hello) and msg.session != self.session:  # a HELLO frame
             self.session = msg.session
             self.last_seq = None

@@ -3,7 +3,8 @@
 On a new pseudo-terminal (prints the path to give `alsctl run --port`), on an existing device,
 or on a TCP port (`socket://host:port` for the controller). The rig clock follows the wall
 clock; a scenario schedules faults in rig time. One controller at a time: a new TCP client
-replaces the old one, as a re-plugged cable would.
+replaces the old one, as a re-plugged cable would. Given a `log`, it says what happens, one
+line each (firmware_sim/console_log.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import cast
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
+from firmware_sim.console_log import ConsoleLog
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import Firmware
 from firmware_sim.link import FirmwareLink
@@ -36,6 +38,7 @@ class FirmwareServer:
         prescription: Prescription | None = None,
         scenario: Scenario | None = None,
         speed: float = 1.0,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -44,6 +47,10 @@ class FirmwareServer:
         self.firmware = Firmware(physics_for(rig, prescription), rig)
         self.faults = Faults(self.firmware, scenario)
         self.link = FirmwareLink(self.firmware, self.faults)
+        #: the lines for the bench engineer (`log`), or None: silent
+        self.console = ConsoleLog(self.firmware, log) if log is not None else None
+        if self.console is not None:
+            self.link.observer = self.console.observe
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], None]] = []
@@ -95,6 +102,8 @@ class FirmwareServer:
                 data = os.read(master, 4096)
             except (BlockingIOError, OSError):
                 return
+            if self.console is not None:
+                self.console.bytes_in(path)
             self.link.receive(data)
 
         def write(frame: bytes) -> None:
@@ -123,6 +132,11 @@ class FirmwareServer:
                 if not writer.is_closing():
                     writer.write(frame)
 
+            peer = writer.get_extra_info("peername")
+            where = f"TCP {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "TCP"
+            if self.console is not None:
+                replaces = self.link.send is not None
+                self.console.connected(where + (", replaces the previous one" if replaces else ""))
             self.link.send = write
             try:
                 while data := await reader.read(4096):
@@ -133,6 +147,8 @@ class FirmwareServer:
                 if self.link.send is write:
                     self.link.send = None
                 writer.close()
+                if self.console is not None:
+                    self.console.disconnected(where)
 
         server = await asyncio.start_server(client, host, port)
         self._closers.append(server.close)
@@ -143,6 +159,7 @@ class FirmwareServer:
         import serial_asyncio_fast
 
         link = self.link
+        console = self.console
 
         class Proto(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,6 +167,8 @@ class FirmwareServer:
                 link.send = cast(asyncio.Transport, transport).write
 
             def data_received(self, data: bytes) -> None:
+                if console is not None:
+                    console.bytes_in(url)
                 link.receive(data)
 
         transport, _ = await serial_asyncio_fast.create_serial_connection(
@@ -168,8 +187,11 @@ async def serve(
     tcp: str | None = None,
     speed: float = 1.0,
     out: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    server = FirmwareServer(rig, prescription, scenario, speed)
+    """Serve until cancelled. `out` gets the port to connect to (first: scripts read it);
+    `log` gets a line per thing the firmware sees or does (none without it)."""
+    server = FirmwareServer(rig, prescription, scenario, speed, log)
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         bound = await server.serve_tcp(host or "127.0.0.1", int(port))
