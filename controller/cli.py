@@ -7,6 +7,7 @@ is only ever printed for a bug, never for bad input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -477,9 +478,16 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return _write_generated(state_machine_markdown(), args.out)
 
 
+def _stderr_line(text: str) -> None:
+    """One line of `firmware-sim`'s account; a closed stderr never stops the firmware."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
 def cmd_firmware_sim(args: argparse.Namespace) -> int:
     import asyncio
 
+    from firmware_sim.console_log import heartbeat_budget_warning
     from firmware_sim.server import serve
 
     rig = load_rig(examples.resolve("rig", args.rig))
@@ -490,6 +498,14 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
             "faults timed from a phase need the simulated rig in the controller's process"
             " (alsctl run --sim --scenario ...): the firmware does not know the phases"
         )
+    # on the lockstep clock the controller's stalls stop the rig's clock too: no budget
+    warning = (
+        heartbeat_budget_warning(args.speed, rig.heartbeat_timeout_ms)
+        if args.clock == "wall"
+        else None
+    )
+    if warning is not None:
+        print(warning, file=sys.stderr)
     pace = "real time" if args.speed == 1 else f"{args.speed:g}x real time"
     if args.clock == "lockstep":
         pace = f"lockstep clock (the controller grants rig time; {pace} without one)"
@@ -503,6 +519,7 @@ def cmd_firmware_sim(args: argparse.Namespace) -> int:
             tcp=args.tcp,
             speed=args.speed,
             clock=args.clock,
+            log=None if args.quiet else _stderr_line,
         )
     )
     return 0
@@ -656,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="wall",
         help="wall (default): rig time follows the wall clock x speed; lockstep (tests,"
         " benches): it advances only as far as the controller grants (docs/protocol.md)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="only the port: no line (on stderr) per connection, HELLO, arm, limits, fault,"
+        " safe state or reset",
     )
     p.set_defaults(func=cmd_firmware_sim)
 

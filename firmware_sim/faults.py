@@ -294,8 +294,8 @@ class Faults:
     def __init__(self, firmware: Firmware, scenario: Scenario | None = None) -> None:
         self.firmware = firmware
         self.physics = firmware.physics
-        #: (fault, target) -> (the start that runs it, how to undo it)
-        self._running: dict[Key, tuple[int, Callable[[], None]]] = {}
+        #: (fault, target) -> (the start that runs it, how to undo it, its parameters)
+        self._running: dict[Key, tuple[int, Callable[[], None], dict[str, Any]]] = {}
         #: (rig ms, stop before start at the same ms, order, start?, token, event)
         self._queue: list[tuple[int, int, int, bool, int, FaultEvent]] = []
         self._order = itertools.count()
@@ -375,14 +375,16 @@ class Faults:
         key = (event.fault, fault_target(event))
         if key in self._running:
             self._stop(key)
-        undo = ACTIONS[event.fault](self.firmware, self.physics, event.parsed_params())
+        parsed = event.parsed_params()
+        undo = ACTIONS[event.fault](self.firmware, self.physics, parsed)
+        params = parsed.model_dump()  # with the defaults: what is running, in full
         if undo is not None:
-            self._running[key] = (token, undo)
+            self._running[key] = (token, undo, params)
         self.firmware.sensors_changed()
-        self.firmware.emit("fault_injected", event.fault)
+        self.firmware.emit("fault_injected", event.fault, params)
 
     def _stop(self, key: Key) -> None:
-        _, undo = self._running.pop(key)
+        _, undo, params = self._running.pop(key)
         undo()
         self.firmware.sensors_changed()
-        self.firmware.emit("fault_cleared", key[0])
+        self.firmware.emit("fault_cleared", key[0], params)

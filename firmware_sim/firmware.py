@@ -18,7 +18,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from controller.config.rig import RigConfig
 from controller.rig import (
@@ -103,6 +103,9 @@ class FirmwareEvent:
     t_ms: int
     code: str
     detail: str = ""
+    #: a fault's parameters (fault_injected, fault_cleared): for the simulator's console,
+    #: not sent on the wire (the EVENT message carries `detail` only)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Firmware:
@@ -409,10 +412,10 @@ class Firmware:
             )
         )
 
-    def emit(self, code: str, detail: str = "") -> None:
+    def emit(self, code: str, detail: str = "", params: dict[str, Any] | None = None) -> None:
         """Report an event (entered_safe, armed, reset, ...) to whoever listens."""
         if self.on_event is not None:
-            self.on_event(FirmwareEvent(self.t_ms - self.boot_ms, code, detail))
+            self.on_event(FirmwareEvent(self.t_ms - self.boot_ms, code, detail, dict(params or {})))
 
     # -- commands -----------------------------------------------------------------------
     def set_pump(self, name: str, rate: float) -> str | None:

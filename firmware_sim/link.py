@@ -16,6 +16,7 @@ commands get `not_owner`, and its heartbeats and time grants are ignored.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 from controller.protocol import codec as p
@@ -67,6 +68,16 @@ def limits_message(limits: Limits, cls: type[p.LimitsMsg] = p.LimitsReply) -> p.
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HelloSeen:
+    """A HELLO arrived (for `FirmwareLink.observer`): its session nonce, and the one the
+    firmware had before it (None: no session yet, or forgotten by a power-on reset)."""
+
+    t_ms: int
+    session: int
+    previous: int | None
+
+
 class FirmwareLink:
     def __init__(
         self, firmware: Firmware, faults: Faults, send: Callable[[bytes], None] | None = None
@@ -88,6 +99,8 @@ class FirmwareLink:
         self.on_grant: Callable[[int], None] | None = None
         #: the clock INFO reports (p.CLOCK_WALL or p.CLOCK_LOCKSTEP)
         self.clock = p.CLOCK_WALL
+        #: told of each firmware event and each HELLO (`alsctl firmware-sim`'s console)
+        self.observer: Callable[[FirmwareEvent | HelloSeen], None] | None = None
         firmware.on_sample = self._on_sample
         firmware.on_event = self._on_event
 
@@ -108,6 +121,8 @@ class FirmwareLink:
         if e.code == "reset":  # a power-on reset forgets the session, as RAM would
             self.session = self.last_seq = None
             self.last_reply = None
+        if self.observer is not None:
+            self.observer(e)
         self._emit(self._out(p.EventMsg(e.t_ms, p.EVENTS.index(e.code), e.detail)))
 
     # -- incoming -----------------------------------------------------------------------
@@ -133,6 +148,8 @@ class FirmwareLink:
             return None
         if frame.type not in COMMANDS:
             return None  # not for the firmware (an echo of its own frames, say)
+        if frame.type is p.MsgType.HELLO and self.observer is not None:
+            self.observer(HelloSeen(fw.clock_ms, frame.session, self.session))
         if frame.type is p.MsgType.HELLO and frame.session != self.session:
             if self.session is not None and not fw.safe:
                 # armed for another controller, whose watchdog has not expired: it is alive

@@ -3,7 +3,8 @@
 On a new pseudo-terminal (prints the path to give `alsctl run --port`), on an existing device,
 or on a TCP port (`socket://host:port` for the controller). A scenario schedules faults in
 rig time. One controller at a time: a new TCP client replaces the old one, as a re-plugged
-cable would.
+cable would. Given a `log`, it says what happens, one line each
+(firmware_sim/console_log.py).
 
 Two clocks:
 - `wall` (the default, a real rig): rig time follows the wall clock x `speed`.
@@ -30,6 +31,7 @@ from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
 from controller.config.scenario import Scenario
 from controller.protocol import codec as p
+from firmware_sim.console_log import ConsoleLog
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import Firmware
 from firmware_sim.link import FirmwareLink
@@ -53,6 +55,7 @@ class FirmwareServer:
         scenario: Scenario | None = None,
         speed: float = 1.0,
         clock: str = "wall",
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -69,6 +72,10 @@ class FirmwareServer:
         if clock == "lockstep":
             self.link.clock = p.CLOCK_LOCKSTEP
             self.link.on_grant = self._grant
+        #: the lines for the bench engineer (`log`), or None: silent
+        self.console = ConsoleLog(self.firmware, log) if log is not None else None
+        if self.console is not None:
+            self.link.observer = self.console.observe
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], None]] = []
@@ -138,6 +145,8 @@ class FirmwareServer:
                 data = os.read(master, 4096)
             except (BlockingIOError, OSError):
                 return
+            if self.console is not None:
+                self.console.bytes_in(path)
             self.link.receive(data)
 
         def write(frame: bytes) -> None:
@@ -166,6 +175,11 @@ class FirmwareServer:
                 if not writer.is_closing():
                     writer.write(frame)
 
+            peer = writer.get_extra_info("peername")
+            where = f"TCP {peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "TCP"
+            if self.console is not None:
+                replaces = self.link.send is not None
+                self.console.connected(where + (", replaces the previous one" if replaces else ""))
             self.link.send = write
             try:
                 while data := await reader.read(4096):
@@ -176,6 +190,8 @@ class FirmwareServer:
                 if self.link.send is write:
                     self.link.send = None
                 writer.close()
+                if self.console is not None:
+                    self.console.disconnected(where)
 
         server = await asyncio.start_server(client, host, port)
         self._closers.append(server.close)
@@ -186,6 +202,7 @@ class FirmwareServer:
         import serial_asyncio_fast
 
         link = self.link
+        console = self.console
 
         class Proto(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -193,6 +210,8 @@ class FirmwareServer:
                 link.send = cast(asyncio.Transport, transport).write
 
             def data_received(self, data: bytes) -> None:
+                if console is not None:
+                    console.bytes_in(url)
                 link.receive(data)
 
         transport, _ = await serial_asyncio_fast.create_serial_connection(
@@ -212,8 +231,11 @@ async def serve(
     speed: float = 1.0,
     clock: str = "wall",
     out: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    server = FirmwareServer(rig, prescription, scenario, speed, clock)
+    """Serve until cancelled. `out` gets the port to connect to (first: scripts read it);
+    `log` gets a line per thing the firmware sees or does (none without it)."""
+    server = FirmwareServer(rig, prescription, scenario, speed, clock, log)
     if tcp is not None:
         host, _, port = tcp.rpartition(":")
         bound = await server.serve_tcp(host or "127.0.0.1", int(port))
