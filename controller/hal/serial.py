@@ -333,7 +333,7 @@ class SerialHal(Hal):
             self._samples.clear()
             self.limits_readback = await self._get_limits()
         except BaseException:
-            self._drop_transport()
+            await self._let_go()
             raise
         return info
 
@@ -343,10 +343,14 @@ class SerialHal(Hal):
             self._reconnector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconnector
+        await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Close the port and wait until it is closed: pyserial-asyncio closes it in a
+        task of its own, which must not outlive this HAL (a failed connect included)."""
         proto = self._proto
         self._drop_transport()
         if proto is not None:
-            # pyserial-asyncio closes the port in a task of its own: let it finish
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(proto.closed), 1.0)
 
