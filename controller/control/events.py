@@ -202,6 +202,16 @@ class JournalPort(Protocol):
 
     def event(self, session: int, t_ms: int, kind: str, body: dict[str, Any]) -> None: ...
 
+    def delivered(self, session: int, stream: str, last_id: int) -> None:
+        """`session`'s events up to `last_id` reached `stream`'s receiver (coalesced)."""
+        ...
+
+    def undelivered(
+        self, rig_id: str, stream: str, *, include: int | None = None, limit: int = 10_000
+    ) -> list[Any]:
+        """What earlier runs of `rig_id` left unacknowledged on `stream`, in journal order."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:

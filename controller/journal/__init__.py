@@ -6,7 +6,8 @@ a failing disk that does not end a treatment.
 - `writer.py`: `Journal`, the writer thread the control loop hands rows to, which keeps
   records in a fallback file and in memory while the file cannot be written;
 - `fallback.py`: that fallback file;
-- `reading.py`: the session list (with who runs what now) and one session whole.
+- `reading.py`: the session list (with who runs what now), one session whole, and what a
+  publisher (MQTT) left unacknowledged for the next start of the rig.
 """
 
 from controller.journal.reading import (
@@ -20,6 +21,7 @@ from controller.journal.reading import (
     pid_alive,
     sessions,
     thinned_trends,
+    undelivered,
 )
 from controller.journal.schema import (
     BUSY_TIMEOUT_S,
@@ -54,4 +56,5 @@ __all__ = [
     "pid_alive",
     "sessions",
     "thinned_trends",
+    "undelivered",
 ]

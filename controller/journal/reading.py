@@ -1,4 +1,5 @@
-"""Reading the journal: the session list (with who runs what now) and one session whole.
+"""Reading the journal: the session list (with who runs what now), one session whole, and
+the events a publisher's receiver never acknowledged (`undelivered`).
 
 Readers never write, except to bring a file written by an older alsctl to the newest schema
 first (forward only, as any writer would).
@@ -178,6 +179,47 @@ def load(path: Path | str, session: int, *, trends: bool = True) -> SessionRecor
             key=lambda r: (r[0], r[1]),
         ),
     )
+
+
+def undelivered(
+    path: Path | str, rig_id: str, stream: str, *, include: int | None = None, limit: int = 10_000
+) -> list[Committed]:
+    """The events that runs of `rig_id` published to `stream` and whose receiver never
+    acknowledged them (the controller ended, or died, while the broker was away): of every
+    session with a `delivered` row for `stream`, its events after that row's `last_id`;
+    all of them in journal order, at most `limit` (the oldest; the rest come next time).
+
+    Only sessions that were published to `stream` count: a run without it, or a file
+    written before schema 3, has no row, so a first start never replays a whole history.
+    A session another live process is writing is its publisher's, and left to it;
+    `include` (the session this process resumes) is taken whatever its heartbeat says."""
+    columns = ", ".join(f"s.{c.strip()}" for c in _ROW_COLUMNS.split(","))
+    conn = connect(path, readonly=True)
+    try:
+        found = conn.execute(
+            f"SELECT {columns}, d.last_id FROM session s JOIN delivered d ON d.session = s.id"
+            " WHERE s.rig_id = ? AND d.stream = ? AND EXISTS"
+            " (SELECT 1 FROM event e WHERE e.session = s.id AND e.id > d.last_id)"
+            " ORDER BY s.id",
+            (rig_id, stream),
+        ).fetchall()
+        events: list[Committed] = []
+        for r in found:
+            row, last_id = _row(r[:-1]), r[-1]
+            if row.id != include and row.running():
+                continue
+            events += [
+                Committed(i, row.id, t, k, json.loads(b))
+                for i, t, k, b in conn.execute(
+                    "SELECT id, t_ms, kind, body FROM event WHERE session = ? AND id > ?"
+                    " ORDER BY id LIMIT ?",
+                    (row.id, last_id, limit),
+                )
+            ]
+    finally:
+        conn.close()
+    events.sort(key=lambda e: e.id)
+    return events[:limit]
 
 
 def latest_session(path: Path | str) -> int:

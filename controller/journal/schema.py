@@ -65,6 +65,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE session ADD COLUMN host TEXT;
     ALTER TABLE session ADD COLUMN heartbeat_utc TEXT;
     """,
+    # 3: how far each session's events reached a receiver (the MQTT broker): what a
+    # controller left unacknowledged when it ended or died is published by the next one
+    """
+    CREATE TABLE delivered (
+        session INTEGER NOT NULL REFERENCES session(id),
+        stream TEXT NOT NULL,
+        last_id INTEGER NOT NULL,
+        updated_utc TEXT NOT NULL,
+        PRIMARY KEY (session, stream)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a write waits for another alsctl's transaction on the same file (SQLite's busy

@@ -20,6 +20,10 @@ to a fallback file (`fallback.py`), subscribers still see each event (with the n
 have), the run is told (`unavailable`, which raises the `journal_unavailable` alarm), and the
 backlog is tried again every `RETRY_S`. When a commit succeeds, the backlog is merged back in
 order and the fallback file removed; `health` keeps when it was unavailable, for the summary.
+
+How far a publisher's receiver has acknowledged a session's events (`delivered`, one row per
+session and stream) is coalesced like a checkpoint: a publisher may say so after every
+message, and the next transaction writes one row per session, never one write per message.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.journal import fallback
-from controller.journal.reading import HOST, Committed
+from controller.journal.reading import HOST, Committed, undelivered
 from controller.journal.schema import BUSY_TIMEOUT_S, JournalError, check_writable, connect
 
 #: Rows taken into one transaction at most (a backlog is worked off in chunks).
@@ -163,6 +167,20 @@ class Journal:
     def claim(self, session: int) -> None:
         """This process now runs `session` (a resume): its pid and heartbeat, no outcome."""
         self._put("claim", (session, os.getpid(), HOST))
+
+    def delivered(self, session: int, stream: str, last_id: int) -> None:
+        """Every event of `session` up to `last_id` has reached `stream`'s receiver (an MQTT
+        broker's PUBACK); 0 says the session is published to `stream`, nothing acknowledged
+        yet. Only ever moves forward, and costs no transaction of its own: coalesced into
+        the next one (the writer's trend and checkpoint commits, a few a second)."""
+        self._put("delivered", (session, stream, last_id))
+
+    def undelivered(
+        self, rig_id: str, stream: str, *, include: int | None = None, limit: int = 10_000
+    ) -> list[Committed]:
+        """What earlier runs of `rig_id` published to `stream` and left unacknowledged, in
+        journal order (`reading.undelivered`). Reads the file: call it before the run."""
+        return undelivered(self.path, rig_id, stream, include=include, limit=limit)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until everything queued so far is committed, or kept (journal unavailable)."""
@@ -336,6 +354,10 @@ class Journal:
                 self._backlog = [
                     (k, i) for k, i in self._backlog if k != "checkpoint" or i[0] != item[0]
                 ]
+            elif kind == "delivered":  # likewise, per session and stream
+                self._backlog = [
+                    (k, i) for k, i in self._backlog if k != "delivered" or i[:2] != item[:2]
+                ]
             if kind in TO_FALLBACK and self._fallback.append({"item": kind, "data": item}):
                 self.health.fallback_file = str(self._fallback.path)
             self._backlog.append((kind, item))
@@ -425,6 +447,7 @@ class Journal:
         claims: list[tuple[int, str, str, int]] = []
         sessions: list[tuple[Any, ...]] = []
         checkpoints: dict[int, tuple[int, str, dict[str, Any]]] = {}
+        delivered: dict[tuple[int, str], int] = {}
         for kind, item in items:
             if kind == "event":
                 events.append(item)
@@ -448,6 +471,9 @@ class Journal:
             elif kind == "claim":
                 session, pid, host = item
                 claims.append((pid, host, now_utc(), session))
+            elif kind == "delivered":
+                session, stream, last_id = item
+                delivered[session, stream] = max(last_id, delivered.get((session, stream), 0))
         # IMMEDIATE: the write lock from the start, so the numbers taken below are ours even
         # when another alsctl writes to the same file
         conn.execute("BEGIN IMMEDIATE")
@@ -499,6 +525,15 @@ class Journal:
             conn.executemany(
                 "UPDATE session SET state = ?, rig_time_ms = ? WHERE id = ?",
                 [(state, t, sid) for sid, (t, state, _b) in checkpoints.items()],
+            )
+        if delivered:
+            stamp = now_utc()
+            conn.executemany(
+                # a session this file does not have is skipped, never a failed commit
+                "INSERT INTO delivered SELECT id, ?, ?, ? FROM session WHERE id = ?"
+                " ON CONFLICT (session, stream) DO UPDATE SET"
+                " last_id = max(last_id, excluded.last_id), updated_utc = excluded.updated_utc",
+                [(stream, last, stamp, sid) for (sid, stream), last in delivered.items()],
             )
         if claims:
             conn.executemany(

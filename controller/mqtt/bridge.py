@@ -11,6 +11,12 @@ Why it is built this way:
   once the broker has acknowledged it (QoS 1). A broker outage therefore loses nothing that
   was journaled: after reconnecting (with backoff) the bridge resubscribes, republishes the
   retained status, state and active alarms, and replays the outbox in order.
+- **Nor does a controller that ends or dies during an outage.** How far the broker has
+  acknowledged each session's events is kept in the journal (`delivered`, coalesced into
+  the writer's next commit, never a write per message). The next start of the same rig puts
+  what earlier runs left unacknowledged at the head of its outbox, in journal order, with
+  their own `id` and `session` and `replayed: true`; a run without MQTT, or a journal from
+  before that table, replays nothing.
 - **Retained state is a value, not a stream:** only the newest is ever published.
 - **Commands are requests to the controller, never actions of their own.** An allow-listed
   command goes through the loop's request port, queued like an operator's and answered
@@ -32,6 +38,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -85,6 +92,11 @@ MAX_ERRORS = 3
 #: Distinct command names counted in one rate-limit event; the rest go under "...".
 MAX_COUNTED_NAMES = 8
 RATE_WINDOW_S = 1.0
+#: The journal's name for what this bridge delivers (`delivered.stream`): alarms and events
+#: leave one outbox in journal order, so one acknowledged id covers both topics.
+STREAM = "mqtt"
+#: Events of earlier runs replayed at one start, at most (the oldest; the rest next start).
+REPLAY_MAX = 10_000
 
 
 class PublishRefused(aiomqtt.MqttError):
@@ -112,6 +124,7 @@ class BridgeStats:
     dropped: int = 0  # telemetry never published
     connections: int = 0
     refused: int = 0  # commands refused before reaching the controller
+    replayed: int = 0  # events of earlier runs, never acknowledged then, put in the outbox
 
 
 def clip(text: str, limit: int) -> str:
@@ -174,6 +187,8 @@ class MqttBridge(Edge):
         #: committed events not yet acknowledged by the broker, with the wall time each
         #: was committed (its `stamp`, kept through an outage)
         self.outbox: deque[tuple[Committed, float]] = deque()
+        #: ids in the outbox that an earlier run left unacknowledged (`replayed: true`)
+        self._replayed: set[int] = set()
         self._telemetry: deque[tuple[float, Sample, str, tuple[float, float, float], Any]] = deque()
         self._period_ms = max(1, round(1000 / settings.telemetry_hz))
         self._next_telemetry_ms = 0
@@ -219,7 +234,34 @@ class MqttBridge(Edge):
                 self.rig_id,
             )
         journal.subscribe(self._committed_elsewhere)
+        self._replay(journal, session)  # after subscribing: a commit meanwhile is in one
+        # this session is published: what the broker never acknowledged is replayed next start
+        journal.delivered(session, STREAM, 0)
         self._task = asyncio.create_task(self.run(), name=f"mqtt {self.rig_id}")
+
+    def _replay(self, journal: JournalPort, session: int) -> None:
+        """What earlier runs of this rig published and the broker never acknowledged (they
+        ended or died while it was away) goes first, in journal order. `session` is read
+        too: a resumed session's events from before the crash."""
+        try:
+            pending: list[Committed] = journal.undelivered(
+                self.rig_id, STREAM, include=session, limit=REPLAY_MAX
+            )
+        except (JournalError, sqlite3.Error, OSError) as exc:
+            log.warning("unacknowledged events of earlier runs not read: %s", exc)
+            return
+        if not pending:
+            return
+        now = self._wall()
+        self.outbox.extend((e, now) for e in pending)
+        self._replayed.update(e.id for e in pending)
+        self.stats.replayed = len(pending)
+        log.warning(
+            "%d events of session(s) %s never acknowledged by a broker: published first%s",
+            len(pending),
+            ", ".join(str(s) for s in sorted({e.session for e in pending})),
+            " (the oldest; more at the next start)" if len(pending) >= REPLAY_MAX else "",
+        )
 
     async def close(self) -> None:
         """Publish what is left (every committed event, the final state), then go offline.
@@ -245,8 +287,10 @@ class MqttBridge(Edge):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             log.warning(
-                "broker unreachable at the end: %d events not published (they are journaled)",
+                "broker unreachable at the end: %d events not published (they are journaled,"
+                " and the next start of %s publishes them)",
                 len(self.outbox),
+                self.rig_id,
             )
         # commands that came while the last messages went out: none is left pending
         await self._cancel_commands()
@@ -292,7 +336,8 @@ class MqttBridge(Edge):
             self._loop.call_soon_threadsafe(self._committed, events)
 
     def _committed(self, events: list[Committed]) -> None:
-        mine = [e for e in events if e.session == self._session]
+        # a resumed session's commits made while its backlog was read are in the outbox
+        mine = [e for e in events if e.session == self._session and e.id not in self._replayed]
         if not mine:
             return
         now = self._wall()
@@ -389,18 +434,23 @@ class MqttBridge(Edge):
 
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         """Events first, in journal order; then the retained values; then telemetry."""
-        while self.outbox:
-            event, stamp = self.outbox[0]
-            name, payload = self._event_payload(event, stamp)
-            await client.publish(topic(self.rig_id, name), payload, qos=1)
-            if isinstance(client, _Client) and client.refused is not None:
-                # kept, and tried again after a backoff: the ACL or the user must change
-                raise PublishRefused(
-                    f"the broker refused {topic(self.rig_id, name)} ({client.refused}):"
-                    f" check the ACL and the MQTT user ({self.broker.username})"
-                )
-            self.outbox.popleft()  # acknowledged by the broker: only now
-            self.stats.events += 1
+        acknowledged: dict[int, int] = {}  # session: its newest event the broker has
+        try:
+            while self.outbox:
+                event, stamp = self.outbox[0]
+                name, payload = self._event_payload(event, stamp)
+                await client.publish(topic(self.rig_id, name), payload, qos=1)
+                if isinstance(client, _Client) and client.refused is not None:
+                    # kept, and tried again after a backoff: the ACL or the user must change
+                    raise PublishRefused(
+                        f"the broker refused {topic(self.rig_id, name)} ({client.refused}):"
+                        f" check the ACL and the MQTT user ({self.broker.username})"
+                    )
+                self.outbox.popleft()  # acknowledged by the broker: only now
+                self.stats.events += 1
+                acknowledged[event.session] = event.id
+        finally:
+            self._delivered(acknowledged)
         if self._state_due:
             self._state_due = False
             # the active list is built with the state, which carries it too, and published
@@ -427,18 +477,39 @@ class MqttBridge(Edge):
                 raise
             self.stats.telemetry += 1
 
+    def _delivered(self, acknowledged: dict[int, int]) -> None:
+        """Into the journal, once per batch: the outbox is in journal order, so each id says
+        that every earlier event of its session was acknowledged too."""
+        if self._journal is None:
+            return
+        for session, last_id in acknowledged.items():
+            try:
+                self._journal.delivered(session, STREAM, last_id)
+            except JournalError as exc:  # closed: the next start publishes them again
+                log.warning("acknowledgement of session %d up to %d not journaled: %s",
+                            session, last_id, exc)  # fmt: skip
+
     # -- payloads -----------------------------------------------------------------------
     def _event_payload(self, e: Committed, stamp: float) -> tuple[str, str]:
         """The message of one journaled event. One that does not fit its schema is logged
         and published all the same, as it was journaled: it must never block the outbox."""
+        replayed = e.id in self._replayed
         if e.kind == "alarm":
             try:
                 body = {k: v for k, v in e.body.items() if k != "t_ms"}  # the event's own
-                msg = AlarmMessage(id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, **body)
+                msg = AlarmMessage(
+                    id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, replayed=replayed, **body
+                )
                 return "alarms", msg.model_dump_json()
             except (ValidationError, TypeError) as exc:
                 log.error("alarm event %d does not fit AlarmMessage: %s", e.id, exc)
-        head = {"id": e.id, "session": e.session, "t_ms": e.t_ms, "stamp": stamp}
+        head = {
+            "id": e.id,
+            "session": e.session,
+            "t_ms": e.t_ms,
+            "stamp": stamp,
+            "replayed": replayed,
+        }
         try:
             event = EventMessage.model_validate({**head, "kind": e.kind, "body": e.body})
             return "events", event.model_dump_json()
@@ -446,7 +517,13 @@ class MqttBridge(Edge):
             log.error("%s event %d does not fit its schema (published as it is): %s",
                       e.kind, e.id, one_line(exc))  # fmt: skip
         other = OtherEvent.model_construct(
-            id=e.id, session=e.session, t_ms=e.t_ms, stamp=stamp, kind=e.kind, body=e.body
+            id=e.id,
+            session=e.session,
+            t_ms=e.t_ms,
+            stamp=stamp,
+            replayed=replayed,
+            kind=e.kind,
+            body=e.body,
         )
         return "events", other.model_dump_json()
 

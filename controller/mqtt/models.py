@@ -5,7 +5,9 @@ author reads the same types the rig publishes. Names are docs/spec.md's: pumps, 
 
 Alarms and events carry their journal number (`id`): it only ever increases within a
 journal file, so a subscriber can put them in order and drop a copy it has already seen
-(QoS 1 is at-least-once: an event whose acknowledgement was lost in an outage comes again).
+(QoS 1 is at-least-once: an event whose acknowledgement was lost in an outage comes again,
+and one a controller left unacknowledged when it ended or died comes from the next start of
+the rig, `replayed`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ class Payload(BaseModel):
 STAMP_DOC = "wall time (Unix s)"
 EVENT_STAMP = (
     f"{STAMP_DOC} the event was committed to the journal (as the publisher learned of it):"
-    " a replay after a broker outage keeps it"
+    " a replay after a broker outage keeps it; a replay by a later start of the rig"
+    " (`replayed`) has the time that start read it from the journal"
 )
+
+
+def _replayed() -> Any:
+    return Field(
+        False,
+        description="published by a later start of this rig: the run that journaled it ended"
+        " or died before a broker acknowledged it (same `id` and `session`: drop an `id`"
+        " already seen)",
+    )
 
 
 def _session() -> Any:
@@ -168,6 +180,7 @@ class AlarmMessage(Payload):
     priority: Literal["high", "medium", "low", ""] = Field(description="empty for audio_paused")
     detail: str = ""
     stamp: float = Field(description=EVENT_STAMP)
+    replayed: bool = _replayed()
 
 
 # -- events: one body model per kind -----------------------------------------------------
@@ -260,6 +273,7 @@ class _Event(Payload):
     session: int = _session()
     t_ms: int
     stamp: float = Field(description=EVENT_STAMP)
+    replayed: bool = _replayed()
 
 
 class TransitionEvent(_Event):

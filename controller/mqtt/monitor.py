@@ -93,6 +93,8 @@ class Board:
                 return []  # a copy (QoS 1 replays after an outage)
             rig.seen_id = body["id"]
             line = self._event(kind, body)
+            if body.get("replayed"):  # an earlier run's, published by this start
+                line += f" (replayed, session {body['session']})"
             rig.last = line
             return [f"{rig.rig_id} {clock(body['t_ms'])} {line}"]
         return []

@@ -130,3 +130,97 @@ def test_a_report_reads_a_long_session_thinned_chunk_by_chunk(tmp_path: Path) ->
     times = [t for t, _full, _row in kept]
     assert times == sorted(times) and times[0] == 0 and times[-1] >= 23.9 * 3_600_000
     assert not any(full for _t, full, _row in kept)  # plots draw the 1 Hz rows
+
+
+def _ended(j: Journal, rig_id: str = "sim-01", events: int = 3) -> tuple[int, list[int]]:
+    """A session of `rig_id` with `events` events, ended; its event ids."""
+    sid = j.start_session(rig_id=rig_id, backend="sim", prescription="rx", mode="pe", snapshots={})
+    for n in range(events):
+        j.event(sid, n, "note", {"note": f"{n}"})
+    j.end_session(sid, "done", events, "completed")
+    j.flush()
+    return sid, [e.id for e in jr.load(j.path, sid, trends=False).events]
+
+
+def _delivered_rows(path: Path) -> list[tuple[int, str, int]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT session, stream, last_id FROM delivered ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_delivered_is_one_row_per_session_and_stream_and_only_moves_forward(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        sid, ids = _ended(j)
+        j.delivered(sid, "mqtt", 0)
+        for i in ids:  # a publisher says so after every acknowledgement
+            j.delivered(sid, "mqtt", i)
+        j.delivered(sid, "mqtt", ids[0])  # late news never moves it back
+        j.delivered(sid, "other", ids[0])
+        j.delivered(999, "mqtt", 5)  # a session the file does not have: skipped, no failure
+        j.flush()
+        assert j.unavailable is None
+        j.delivered(sid, "mqtt", 0)
+        j.flush()
+    assert _delivered_rows(path) == [(sid, "mqtt", ids[-1]), (sid, "other", ids[0])]
+
+
+def test_undelivered_is_what_published_sessions_of_the_rig_left_in_journal_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    with Journal(path) as j:
+        never, _ = _ended(j)  # ran without MQTT: not replayed
+        done, done_ids = _ended(j)
+        j.delivered(done, "mqtt", done_ids[-1])  # every event acknowledged
+        half, half_ids = _ended(j)
+        j.delivered(half, "mqtt", half_ids[0])
+        other, other_ids = _ended(j, rig_id="bench-01")
+        j.delivered(other, "mqtt", 0)
+        none, none_ids = _ended(j)
+        j.delivered(none, "mqtt", 0)  # published, nothing acknowledged
+        live = _session(j)  # this process writes it: its publisher's, not a replay
+        j.event(live, 0, "note", {"note": "live"})
+        j.delivered(live, "mqtt", 0)
+        j.flush()
+        got = j.undelivered("sim-01", "mqtt")
+        assert [e.id for e in got] == half_ids[1:] + none_ids
+        assert [e.session for e in got] == [half] * 2 + [none] * 3
+        assert got[0].kind == "note" and got[0].body == {"note": "1"}
+        assert [e.id for e in j.undelivered("bench-01", "mqtt")] == other_ids
+        assert j.undelivered("sim-01", "other") == []
+        assert [e.id for e in j.undelivered("sim-01", "mqtt", limit=3)] == [
+            *half_ids[1:],
+            none_ids[0],
+        ]
+        # the session being resumed is taken whatever its heartbeat says
+        with_live = j.undelivered("sim-01", "mqtt", include=live)
+        assert [e.session for e in with_live][-1] == live
+        assert never not in {e.session for e in with_live}
+
+
+def test_a_journal_from_before_delivery_marks_replays_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    conn = jr.connect(path)
+    jr.migrate(conn, jr.MIGRATIONS[:2])  # what alsctl wrote before schema 3
+    conn.execute(
+        "INSERT INTO session (started_utc, rig_id, backend, prescription, mode, state)"
+        " VALUES ('2026-01-01T00:00:00+00:00', 'sim-01', 'sim', 'rx', 'pe', 'exchange')"
+    )
+    conn.execute("INSERT INTO event VALUES (1, 1, 0, 'note', '{\"note\": \"old\"}')")
+    conn.close()
+    with Journal(path) as j:
+        assert j.undelivered("sim-01", "mqtt") == []
+        sid, ids = _ended(j)
+        j.delivered(sid, "mqtt", 0)
+        j.flush()
+        assert [e.id for e in j.undelivered("sim-01", "mqtt")] == ids
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == jr.SCHEMA_VERSION == 3
+    conn.close()

@@ -116,3 +116,21 @@ def test_the_monitor_shows_each_event_once_and_the_rig_going_offline() -> None:
         "sim-01 offline",
     ]
     assert board.rigs["sim-01"].last == "command * x990: refused: over the rate limit"
+
+
+def test_the_monitor_marks_an_event_an_earlier_run_left_and_this_start_replayed() -> None:
+    from controller.mqtt.monitor import Board
+
+    board = Board()
+    left = {"id": 40, "session": 3, "t_ms": 65_000, "kind": "transition", "replayed": True,
+            "body": {"source": "exchange", "dest": "rinse_back", "cause": "done"}}  # fmt: skip
+    live = {**left, "id": 41, "session": 4, "replayed": False, "t_ms": 0}
+    lines = board.apply("als/sim-01/status", b"online", 0.0)
+    lines += board.apply("als/sim-01/events", json.dumps(left).encode(), 0.0)
+    lines += board.apply("als/sim-01/events", json.dumps(left).encode(), 0.0)  # a copy
+    lines += board.apply("als/sim-01/events", json.dumps(live).encode(), 0.0)
+    assert lines == [
+        "sim-01 online",
+        "sim-01 0:01:05 exchange -> rinse_back (done) (replayed, session 3)",
+        "sim-01 0:00:00 exchange -> rinse_back (done)",
+    ]
