@@ -140,8 +140,9 @@ def main() -> None:
         with process("-m", "bench.ptybridge", first_line=True) as ends:
             server_end, client_end = ends.split()
             with process(
-                "-m", "controller", "firmware-sim", "--rig", str(rig_file), "--device", server_end
-            ):
+                "-m", "controller", "firmware-sim", "--rig", str(rig_file), "--device", server_end,
+                "--quiet",
+            ):  # fmt: skip
                 time.sleep(1.0)
                 ours_figures = asyncio.run(ours(client_end, args.n))
                 result["ours_set_pump_ack"] = ours_figures

@@ -15,10 +15,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from controller.protocol import PROTOCOL_VERSION
 from controller.rig import PUMP_HARD_MAX, PUMP_NAMES, PUMP_UNITS, SafeReason
 from controller.rig import FirmwareEvent as Event
 from firmware_sim.firmware import Firmware, FirmwareEvent, Limits
-from firmware_sim.link import HelloSeen
+from firmware_sim.link import ForeignFrame, HelloSeen
 
 #: Under this much wall time per heartbeat timeout, `--speed` is too fast for a controller
 #: that can stall (a busy CPU, a garbage collection) as long as that.
@@ -96,9 +97,19 @@ def fault_words(name: str, params: Mapping[str, Any]) -> str:
     return f"{name} ({', '.join(f'{k}={_value(v)}' for k, v in params.items())})"
 
 
-def describe(e: FirmwareEvent | HelloSeen, limits: Limits) -> str | None:
+def describe(e: FirmwareEvent | HelloSeen | ForeignFrame, limits: Limits) -> str | None:
     """The line (without its time stamp) for an event or a HELLO; None for none."""
+    if isinstance(e, ForeignFrame):
+        return (
+            f"frames of protocol version {e.version} dropped: this firmware speaks"
+            f" {PROTOCOL_VERSION} (docs/protocol.md); update the controller"
+        )
     if isinstance(e, HelloSeen):
+        if e.refused is not None:
+            return (
+                f"HELLO session {e.session:08x}: refused ({e.refused}), session"
+                f" {e.previous or 0:08x} has the rig armed"
+            )
         if e.session == e.previous:
             return f"HELLO session {e.session:08x}: same session (the same controller, back)"
         if e.previous is None:
@@ -135,7 +146,7 @@ class ConsoleLog:
     def line(self, text: str) -> None:
         self.write(f"{stamp(self.firmware.t_ms)} {text}")
 
-    def observe(self, e: FirmwareEvent | HelloSeen) -> None:
+    def observe(self, e: FirmwareEvent | HelloSeen | ForeignFrame) -> None:
         """`FirmwareLink.observer`."""
         text = describe(e, self.firmware.limits)
         if text is not None:

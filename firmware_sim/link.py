@@ -15,6 +15,7 @@ commands get `not_owner`, and its heartbeats and time grants are ignored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -70,12 +71,22 @@ def limits_message(limits: Limits, cls: type[p.LimitsMsg] = p.LimitsReply) -> p.
 
 @dataclass(frozen=True, slots=True)
 class HelloSeen:
-    """A HELLO arrived (for `FirmwareLink.observer`): its session nonce, and the one the
-    firmware had before it (None: no session yet, or forgotten by a power-on reset)."""
+    """A HELLO arrived (for `FirmwareLink.observer`): its session nonce, the one the
+    firmware had before it (None: no session yet, or forgotten by a power-on reset), and
+    the NAK code if it was refused (`session_busy`: another session has the rig armed)."""
 
     t_ms: int
     session: int
     previous: int | None
+    refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignFrame:
+    """A well-formed frame of another protocol version arrived (a controller too old or
+    too new): dropped, and told once per version."""
+
+    version: int
 
 
 class FirmwareLink:
@@ -100,7 +111,8 @@ class FirmwareLink:
         #: the clock INFO reports (p.CLOCK_WALL or p.CLOCK_LOCKSTEP)
         self.clock = p.CLOCK_WALL
         #: told of each firmware event and each HELLO (`alsctl firmware-sim`'s console)
-        self.observer: Callable[[FirmwareEvent | HelloSeen], None] | None = None
+        self.observer: Callable[[FirmwareEvent | HelloSeen | ForeignFrame], None] | None = None
+        self._told_version: int | None = None
         firmware.on_sample = self._on_sample
         firmware.on_event = self._on_event
 
@@ -127,7 +139,13 @@ class FirmwareLink:
 
     # -- incoming -----------------------------------------------------------------------
     def receive(self, data: bytes) -> None:
-        for frame in self.decoder.feed(data):
+        frames = self.decoder.feed(data)
+        foreign = self.decoder.foreign_version
+        if foreign is not None and foreign != self._told_version:
+            self._told_version = foreign
+            if self.observer is not None:
+                self.observer(ForeignFrame(foreign))
+        for frame in frames:
             if self.firmware.command_lost():  # a fault: lost (or its CRC failed) on the line
                 self.lost += 1
                 continue
@@ -148,14 +166,18 @@ class FirmwareLink:
             return None
         if frame.type not in COMMANDS:
             return None  # not for the firmware (an echo of its own frames, say)
-        if frame.type is p.MsgType.HELLO and self.observer is not None:
-            self.observer(HelloSeen(fw.clock_ms, frame.session, self.session))
-        if frame.type is p.MsgType.HELLO and frame.session != self.session:
-            if self.session is not None and not fw.safe:
-                # armed for another controller, whose watchdog has not expired: it is alive
-                return self._nak("session_busy", frame)
-            self.session = frame.session
-            self.last_seq = None
+        if frame.type is p.MsgType.HELLO:
+            seen = HelloSeen(fw.clock_ms, frame.session, self.session)
+            if frame.session != self.session:
+                if self.session is not None and not fw.safe:
+                    # armed for another controller, whose watchdog has not expired: alive
+                    if self.observer is not None:
+                        self.observer(dataclasses.replace(seen, refused="session_busy"))
+                    return self._nak("session_busy", frame)
+                self.session = frame.session
+                self.last_seq = None
+            if self.observer is not None:
+                self.observer(seen)
         if self.session is None:
             return self._nak("no_session", frame)
         if frame.session != self.session:

@@ -2,8 +2,9 @@
 started again, a link that never comes back.
 
 Real parts: `alsctl firmware-sim` as a process on TCP, a TCP relay that can hold the line, the
-controller in this process. On the wall clock at 20x (a 1 s watchdog is 50 ms of wall time),
-in the realtime group.
+controller in this process. On the lockstep clock: while the relay holds the line no grant
+reaches the firmware, so its clock waits, and what the controller sees is the link's own
+supervision (300 ms of wall time without a frame: link lost), not scheduling noise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from controller.summary import Summary
 from tests.integration.test_treatment import rx
 from tests.sim_process import firmware_sim_process
 
+#: the firmware's pace while no controller grants time (after one was killed)
 SPEED = 20.0
 RIG = load_rig("config/rigs/sim.yaml").model_copy(
     update={"heartbeat_timeout_ms": 1000, "link_give_up_s": 5.0}

@@ -25,7 +25,7 @@ from controller.hal import serial as serial_hal
 from controller.hal.base import FirmwareLimits
 from controller.hal.serial import SerialHal, SessionBusy
 from controller.protocol import codec as p
-from controller.rig import FirmwareState, Sample, SafeReason
+from controller.rig import FirmwareState, SafeReason, Sample
 from firmware_sim import server as fw_server
 from firmware_sim.server import FirmwareServer
 

@@ -26,6 +26,7 @@ from firmware_sim.console_log import (
     stamp,
 )
 from firmware_sim.firmware import FirmwareEvent, Limits
+from firmware_sim.link import ForeignFrame, HelloSeen
 from firmware_sim.server import FirmwareServer
 
 WAIT_S = 10.0  # generous: each line comes within a loop iteration of its cause
@@ -201,3 +202,15 @@ async def test_without_a_log_the_server_says_nothing() -> None:
 
 def test_lines_start_with_rig_time() -> None:
     assert re.fullmatch(r"\[ *\d+\.\d s\]", stamp(86_400_000))
+
+
+def test_a_refused_hello_and_a_foreign_version_are_said_in_words() -> None:
+    """Ownership (protocol v3): a second controller's HELLO while the rig is armed is
+    refused, and a controller speaking another protocol version is named, not ignored."""
+    limits = Limits()
+    refused = describe(HelloSeen(0, 0xB0B0B0B0, 0xA0A0A0A0, refused="session_busy"), limits)
+    assert refused == (
+        "HELLO session b0b0b0b0: refused (session_busy), session a0a0a0a0 has the rig armed"
+    )
+    foreign = describe(ForeignFrame(2), limits)
+    assert foreign is not None and "protocol version 2 dropped: this firmware speaks 3" in foreign

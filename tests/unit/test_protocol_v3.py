@@ -160,7 +160,7 @@ def test_a_power_on_reset_restarts_the_clock_the_counter_and_the_totals() -> Non
 
 
 def test_grants_and_heartbeats_from_a_stranger_are_ignored() -> None:
-    fw, link = rig()
+    _, link = rig()
     granted: list[int] = []
     link.on_grant = granted.append
     a, b = Controller(link, A), Controller(link, B)
