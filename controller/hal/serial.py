@@ -226,6 +226,8 @@ class SerialHal(Hal):
             elif isinstance(m, p.EventMsg):
                 self._last_t_ms = m.t_ms  # after a power-on reset: the clock began again
                 code = p.EVENTS[m.code]
+                if code == "reset":
+                    self._granted_ms = m.t_ms  # grants count on the new clock
                 if code != "none":
                     self._events.append(HalEvent(HalEventKind(code), m.t_ms, m.detail))
             elif kind in (p.MsgType.ACK, p.MsgType.NAK, p.MsgType.INFO, p.MsgType.LIMITS):
