@@ -108,6 +108,9 @@ class FirmwareLink:
         #: called with a TIME_GRANT's `until_ms` (firmware clock) from the owning session;
         #: a wall-clock firmware has none and ignores grants
         self.on_grant: Callable[[int], None] | None = None
+        #: called on each frame from the owning session (a lockstep clock waits while its
+        #: controller talks to it, and runs on its own only once it has fallen silent)
+        self.on_owner: Callable[[], None] | None = None
         #: the clock INFO reports (p.CLOCK_WALL or p.CLOCK_LOCKSTEP)
         self.clock = p.CLOCK_WALL
         #: told of each firmware event and each HELLO (`alsctl firmware-sim`'s console)
@@ -158,6 +161,8 @@ class FirmwareLink:
         if frame.type in UNANSWERED:
             if self.session is None or frame.session != self.session:
                 return None  # only the owner keeps the firmware alive or its clock going
+            if self.on_owner is not None:
+                self.on_owner()
             if frame.type is p.MsgType.HEARTBEAT:
                 fw.heartbeat()
             elif self.on_grant is not None:
@@ -182,6 +187,8 @@ class FirmwareLink:
             return self._nak("no_session", frame)
         if frame.session != self.session:
             return self._nak("not_owner", frame)
+        if self.on_owner is not None:
+            self.on_owner()
         if self.last_seq is not None:
             ahead = (frame.seq - self.last_seq) & 0xFFFF
             if ahead == 0:

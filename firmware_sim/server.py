@@ -10,9 +10,10 @@ Two clocks:
 - `wall` (the default, a real rig): rig time follows the wall clock x `speed`.
 - `lockstep` (tests and benches): rig time advances only as far as the owning controller's
   TIME_GRANT allows (docs/protocol.md), so a controller starved of CPU freezes both clocks
-  and nothing trips on scheduling noise. When no grant has come for `LOCKSTEP_IDLE_S` of wall
-  time (no controller, or a dead one) the clock runs on the wall clock x `speed` again until
-  the next grant: a dead controller is still caught by the heartbeat watchdog.
+  and nothing trips on scheduling noise. When nothing has come from the owning controller
+  for `LOCKSTEP_IDLE_S` of wall time (no controller yet, or a dead one) the clock runs on the
+  wall clock x `speed` until it speaks again: a dead controller is still caught by the
+  heartbeat watchdog.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from firmware_sim.physics import physics_for
 
 #: The most rig time the clock advances at once (a quarter of the longest watchdog).
 MAX_CATCH_UP_MS = 250
-#: Lockstep: no grant for this long (wall time) and the clock runs on the wall clock again.
-#: Far beyond any scheduling stall of a live controller (tens of ms on a busy machine).
+#: Lockstep: nothing from the owning controller for this long (wall time) and the clock runs
+#: on the wall clock again. Far beyond any scheduling stall of a live controller (tens of ms
+#: on a busy machine).
 LOCKSTEP_IDLE_S = 2.0
 #: Lockstep: the most rig time one grant lets run (docs/protocol.md, TIME_GRANT).
 MAX_GRANT_MS = 1000
@@ -68,10 +70,11 @@ class FirmwareServer:
         self.firmware = Firmware(physics_for(rig, prescription), rig)
         self.faults = Faults(self.firmware, scenario)
         self.link = FirmwareLink(self.firmware, self.faults)
-        self._granted_at = -math.inf  # loop time of the last grant (lockstep)
+        self._heard_at = -math.inf  # loop time of the owner's last frame (lockstep)
         if clock == "lockstep":
             self.link.clock = p.CLOCK_LOCKSTEP
             self.link.on_grant = self._grant
+            self.link.on_owner = self._heard
         #: the lines for the bench engineer (`log`), or None: silent
         self.console = ConsoleLog(self.firmware, log) if log is not None else None
         if self.console is not None:
@@ -81,16 +84,18 @@ class FirmwareServer:
         self._closers: list[Callable[[], None]] = []
 
     # -- the clock ----------------------------------------------------------------------
+    def _heard(self) -> None:
+        self._heard_at = asyncio.get_running_loop().time()
+
     def _grant(self, until_ms: int) -> None:
         """Lockstep: run to the granted time (on the firmware's clock) at once."""
-        self._granted_at = asyncio.get_running_loop().time()
         fw = self.firmware
         # a grant from a clock that has since restarted (a power-on reset) must not run
         # the rig for minutes in one leap
         fw.run_until(min(until_ms, fw.clock_ms + MAX_GRANT_MS) + fw.boot_ms)
 
-    def _granting(self, now: float) -> bool:
-        return self.clock == "lockstep" and now - self._granted_at < LOCKSTEP_IDLE_S
+    def _driven(self, now: float) -> bool:
+        return self.clock == "lockstep" and now - self._heard_at < LOCKSTEP_IDLE_S
 
     async def _clock(self) -> None:
         """Rig time = wall time since start (x speed); the firmware catches up every tick.
@@ -103,7 +108,7 @@ class FirmwareServer:
         pause = max(fw.tick_ms / 1000.0 / self.speed / 2.0, 0.001)
         while not self._stop.is_set():
             now = loop.time()
-            if self._granting(now):
+            if self._driven(now):
                 # a controller drives the clock; the wall clock takes over from here
                 start = now - fw.t_ms / 1000.0 / self.speed
                 await asyncio.sleep(0.05)
