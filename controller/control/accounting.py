@@ -177,12 +177,17 @@ class Accounting:
         )
 
     def within_prescription(
-        self, rx: Prescription, phase: str, pumps: dict[str, float]
+        self,
+        rx: Prescription,
+        phase: str,
+        pumps: dict[str, float],
+        allowed_ml: float | None = None,
     ) -> dict[str, float]:
         """The prescription's limits over whatever the phase and safety asked for: no more
         exchanged, processed or drawn than prescribed, in any state (balance.py), and the
         patient's balance held to what the prescription allows by now. `phase` is the
-        treatment phase (the interrupted one under a pause or an alarm)."""
+        treatment phase (the interrupted one under a pause or an alarm). `allowed_ml`: the
+        `allowed_balance_ml` of these very volumes when the caller has it already."""
         v = self.volumes
         done = {
             "exchanged_ml": v.exchanged_ml,
@@ -191,5 +196,7 @@ class Accounting:
         }
         for name in balance.over_prescription(rx, phase, done, self.run.purification_ms / 1000.0):
             pumps[name] = 0.0
-        balance.guard(pumps, v.fluid_balance_ml, self.allowed_balance_ml(rx), balance.margin_ml(rx))
+        if allowed_ml is None:
+            allowed_ml = self.allowed_balance_ml(rx)
+        balance.guard(pumps, v.fluid_balance_ml, allowed_ml, balance.margin_ml(rx))
         return pumps

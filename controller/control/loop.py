@@ -232,21 +232,27 @@ class Controller:
         return sample
 
     # -- safety ---------------------------------------------------------------------------
-    def _evaluate_safety(self, sample: Sample) -> Verdict:
-        """Interlocks first, every cycle (docs/architecture.md: safety before the state machine)."""
+    def _evaluate_safety(self, sample: Sample, allowed_ml: float | None = None) -> Verdict:
+        """Interlocks first, every cycle (docs/architecture.md: safety before the state machine).
+        `allowed_ml`: the balance the prescription allows by now, when the caller has it."""
         v = self.accounting.volumes
+        if allowed_ml is None:
+            allowed_ml = self.accounting.allowed_balance_ml(self.rx)
         verdict = self.safety.evaluate(
             sample,
             v.fluid_balance_ml,
             v.pumped_ml["heparin"],
             treating=self.machine.phase in ACCOUNTED,
-            allowed_balance_ml=self.accounting.allowed_balance_ml(self.rx),
+            allowed_balance_ml=allowed_ml,
             commanded_valves=self.actuator.valves,
         )
         edge = self.safety.safe_edge
-        for reason in FIRMWARE_SAFE_RAISED:
-            # raised when the firmware goes safe; latched: it waits for the operator
-            self.safety.firmware_safe(sample.t_ms, reason, edge and sample.safe_reason is reason)
+        if edge or not self.safety.alarms.quiet:  # else each is absent and idle: a no-op
+            for reason in FIRMWARE_SAFE_RAISED:
+                # raised when the firmware goes safe; latched: it waits for the operator
+                self.safety.firmware_safe(
+                    sample.t_ms, reason, edge and sample.safe_reason is reason
+                )
         self.log_alarms()
         return verdict
 
@@ -299,7 +305,10 @@ class Controller:
                 return False  # an unattended alarm ends the run where it stands
             raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
         await self.operator.apply(sample.t_ms, self._act)  # first: an acknowledge counts now
-        verdict = self._evaluate_safety(sample)
+        # volumes change only with the next sample: what the prescription allows by now
+        # serves both the interlocks and the cap of the setpoints below
+        allowed_ml = self.accounting.allowed_balance_ml(self.rx)
+        verdict = self._evaluate_safety(sample, allowed_ml)
         if self.auto_resume is not None:
             alarms = self.safety.alarms
             self.auto_resume.judge(
@@ -339,7 +348,7 @@ class Controller:
         if sp is not None:
             sp = Setpoints(
                 self.accounting.within_prescription(
-                    self.rx, self.treatment_phase(), verdict.apply(sp.pumps)
+                    self.rx, self.treatment_phase(), verdict.apply(sp.pumps), allowed_ml
                 ),
                 sp.valves,
             )
