@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import gt, itemgetter, mul, sub
+from operator import gt, itemgetter, lt, mul, sub
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
@@ -63,6 +63,12 @@ TMP_SENSORS = frozenset(("pre_separator", "plasma", "return"))
 FILTER_SENSORS = frozenset(("pre_filter", "pre_adsorber", "filtrate"))
 #: bags that are drawn from (empty is their problem); the others fill
 EMPTIED_BAGS = frozenset(("replacement_bag", "substitution_bag"))
+#: the same, in a fixed order, and getters of their readings from a sample's sensors
+DRAWN_BAGS = tuple(b for b in BAG_PUMPS if b in EMPTIED_BAGS)
+FILLED_BAGS = tuple(b for b in BAG_PUMPS if b not in EMPTIED_BAGS)
+_drawn_bags = itemgetter(*DRAWN_BAGS)
+_filled_bags = itemgetter(*FILLED_BAGS)
+_value = itemgetter(0)
 #: alarm ids built once, not every cycle
 SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in SENSOR_FAULT_FED}
 PAIR_ID = "sensor_fault:blood_side_pair"
@@ -160,6 +166,10 @@ class Interlocks:
             else (False, self._capacity(bag) - self.lim.bag_full_margin_g)
             for bag in BAG_PUMPS
         }
+        #: the limits of the bags drawn from, and of those filled (the orders of _drawn_bags
+        #: and _filled_bags)
+        self._drawn_limits = [self._bag_limits[b][1] for b in DRAWN_BAGS]
+        self._filled_limits = [self._bag_limits[b][1] for b in FILLED_BAGS]
 
     # -- helpers ------------------------------------------------------------------------
     def hazard_of(self, alarm_id: str) -> Hazard:
@@ -520,8 +530,16 @@ class Interlocks:
         """A bag in use empty (drawn from) or nearly full (filled): its pumps pause. The
         level is judged first: a bag is almost never at its limit, and then nothing else
         needs looking at."""
-        t = sample.t_ms
         s = sample.sensors
+        if not watched:
+            # no bag alarm to feed: only a level past its limit matters, and the levels are
+            # compared with their limits in C first (the same comparisons; a NaN fails them)
+            values = list(map(_value, _drawn_bags(s)))
+            if not any(map(lt, values, self._drawn_limits)):
+                values = list(map(_value, _filled_bags(s)))
+                if not any(map(gt, values, self._filled_limits)):
+                    return
+        t = sample.t_ms
         active = self.alarms.active
         for bag, (drawn, limit) in self._bag_limits.items():
             alarm_id = BAG_ID[bag]
