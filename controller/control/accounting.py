@@ -9,6 +9,8 @@ x interval is exact for the piecewise-constant rates the controller commands.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, itemgetter, mul
 from types import MappingProxyType
 
 from controller.config.prescription import Prescription
@@ -23,7 +25,11 @@ EXCHANGE_PHASES = frozenset({"exchange", "exchange_collect"})
 ACCOUNTED = frozenset(
     {"connecting", "exchange", "exchange_collect", "purification", "rinse_back", "paused", "alarm"}
 )
-_PUMPS = tuple((name, 1 / 60.0 if name == "heparin" else 1.0) for name in PUMP_NAMES)
+#: each pump's volume per minute of its measured rate (heparin is in mL/h), PUMP_NAMES order
+_SCALES = tuple(1 / 60.0 if name == "heparin" else 1.0 for name in PUMP_NAMES)
+#: a mapping's entries for each pump, in PUMP_NAMES order; a `PumpReading`'s measured rate
+_by_pump = itemgetter(*PUMP_NAMES)
+_measured = itemgetter(1)
 
 
 @dataclass(slots=True)
@@ -41,8 +47,9 @@ class Volumes:
         self.last_t_ms = sample.t_ms
         pumps = sample.pumps
         pumped = self.pumped_ml
-        for name, scale in _PUMPS:  # heparin is in mL/h
-            pumped[name] += pumps[name].measured * scale * minutes
+        # pumped[name] += measured x scale x minutes for each pump, by map (in C)
+        moved = map(mul, map(mul, map(_measured, _by_pump(pumps)), _SCALES), repeat(minutes))
+        pumped.update(zip(PUMP_NAMES, map(add, _by_pump(pumped), moved), strict=False))
         plasma = pumps["plasma"].measured * minutes
         if phase in EXCHANGE_PHASES:
             self.exchanged_ml += plasma

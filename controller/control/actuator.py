@@ -38,6 +38,10 @@ class Actuator:
         self.sent[name] = rate
         self.pumps[name] = rate
 
+    def holds(self, sp: Setpoints) -> bool:
+        """The firmware holds `sp` already, as acknowledged: nothing to send (most cycles)."""
+        return sp.pumps == self.pumps and sp.valves == self.valves
+
     async def command(self, sp: Setpoints) -> None:
         """Send what differs from what was last acknowledged, in a safe order.
 
@@ -46,8 +50,8 @@ class Actuator:
         before any speeds up, and the clamp closes only after the pumps have stopped
         (a blood pump against a closed clamp trips the return-pressure limit).
         """
-        if sp.pumps == self.pumps and sp.valves == self.valves:
-            return  # all as acknowledged: most cycles
+        if self.holds(sp):
+            return
         sent = self.sent
         closing = sp.valves.get("venous_clamp") == "closed" and sent.get("venous_clamp") != "closed"
         for name, position in sp.valves.items():
