@@ -18,6 +18,8 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import and_, le, mul, sub, truediv
 from typing import Any, cast
 
 from controller.config.rig import RigConfig
@@ -28,7 +30,11 @@ from controller.rig import (
     SCALE_NAMES,
     SENSOR_NAMES,
     VALVE_POSITIONS,
+    FirmwareState,
+    PumpReading,
+    Reading,
     SafeReason,
+    Sample,
 )
 from firmware_sim.physics import ENCODER_ML, Physics
 
@@ -36,6 +42,10 @@ FIRMWARE_VERSION = "fwsim-0.1.0"
 #: Below this commanded blood flow the pressure windows are not checked (a stopped or
 #: just-starting blood pump gives no return pressure to speak of).
 BLOOD_FLOWING_ML_MIN = 20.0
+#: Each pump's flow unit per mL/min (heparin, the last, is in mL/h)
+_FLOW_UNIT = (1.0,) * (len(PUMP_NAMES) - 1) + (60.0,)
+#: `tuple.__new__(NamedTupleClass, (a, b))` builds the named tuple from C, with no frame
+_new_tuple = tuple.__new__
 
 
 class Nak:
@@ -133,9 +143,14 @@ class Firmware:
         #: the ranges in SENSOR_NAMES order; with a bound at infinity a reading compared
         #: with it could be infinite and still inside: `_valid` judges those one by one
         self._range_list = [self._ranges[n] for n in SENSOR_NAMES]
+        self._lows = [lo for lo, _hi in self._range_list]
+        self._highs = [hi for _lo, hi in self._range_list]
         self._open_ranges = not all(math.isfinite(b) for r in self._range_list for b in r)
         #: listeners called with each Snapshot / FirmwareEvent as it is produced
         self.on_sample: Callable[[Snapshot], None] | None = None
+        #: a listener in the controller's process (SimHal) takes each sample as the
+        #: controller's `Sample`, built once, instead of a Snapshot to be converted
+        self.on_rig_sample: Callable[[Sample], None] | None = None
         self.on_event: Callable[[FirmwareEvent], None] | None = None
         #: sensor faults: name -> frozen value (stuck), or in the missing / out-of-range sets
         self.stuck: dict[str, float] = {}
@@ -267,8 +282,12 @@ class Firmware:
         p = self.physics
         self._air = p.air_return
         self._leak = p.blood_leak
-        self._p_return = self._reading("return", p.pressure("return"))
-        self._p_access = self._reading("access", p.pressure("access"))
+        if self.stuck or self.missing or self.out_of_range:
+            self._p_return = self._reading("return", p.pressure("return"))
+            self._p_access = self._reading("access", p.pressure("access"))
+        else:  # no sensor fault: the readings are the pressures (after every physics step)
+            self._p_return = p.pressure("return")
+            self._p_access = p.pressure("access")
 
     def sensors_changed(self) -> None:
         """Faults call this so the next tick already sees their effect."""
@@ -355,46 +374,49 @@ class Firmware:
         Counts are cumulative, so the error of one sample is taken back by the next: the
         sum of measured flow x interval equals the rotor's volume to one count, however
         long the run. That is what lets the controller account volumes to the millilitre.
+
+        Runs on every sample: the arithmetic is `map` over the pumps (no Python frame per
+        pump), the very operations in the same order: floor(rotor / resolution), then
+        (count - previous) x resolution / minutes x unit (x 1.0 is exact).
         """
         self._flush()
-        p = self.physics
-        counts = tuple(math.floor(v / res) for v, res in zip(p.rotor_ml, ENCODER_ML, strict=True))
+        counts = tuple(map(math.floor, map(truediv, self.physics.rotor_ml, ENCODER_ML)))
         prev, self._counts = self._counts, counts
         dt_min = (self.t_ms - self._counts_ms) / 60000.0
         self._counts_ms = self.t_ms
         if dt_min <= 0.0:
-            return tuple(0.0 for _ in counts)
-        return tuple(
-            (c - b) * res / dt_min * (60.0 if i == 7 else 1.0)
-            for i, (c, b, res) in enumerate(zip(counts, prev, ENCODER_ML, strict=True))
-        )
+            return (0.0,) * len(counts)
+        moved = map(mul, map(sub, counts, prev), ENCODER_ML)
+        return tuple(map(mul, map(truediv, moved, repeat(dt_min)), _FLOW_UNIT))
+
+    def _readings(self) -> tuple[list[float], list[bool]]:
+        """Every sensor's reading and whether it is vouched for, in SENSOR_NAMES order."""
+        if self.stuck or self.missing or self.out_of_range or self._open_ranges:
+            values = [self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES]
+            return values, [self._valid(n, v) for n, v in zip(SENSOR_NAMES, values, strict=True)]
+        # no sensor fault: the same readings, judged against finite ranges at once
+        # (lo <= v and v <= hi, as `lo <= v <= hi`; a NaN fails both)
+        values = self.physics.readings()
+        return values, list(map(and_, map(le, self._lows, values), map(le, values, self._highs)))
 
     def _sample(self) -> None:
         self.counter += 1
         measured = self._encoders()
-        if self.on_sample is None or self.mute:
+        if self.mute or (self.on_sample is None and self.on_rig_sample is None):
             return
-        if self.stuck or self.missing or self.out_of_range or self._open_ranges:
-            sensors = {n: self._reading(n, self.raw_sensor(n)) for n in SENSOR_NAMES}
-            valid = {n: self._valid(n, v) for n, v in sensors.items()}
-        else:  # no sensor fault: the same readings, judged against finite ranges at once
-            values = self.physics.readings()
-            sensors = dict(zip(SENSOR_NAMES, values, strict=True))
-            valid = dict(
-                zip(
-                    SENSOR_NAMES,
-                    [lo <= v <= hi for v, (lo, hi) in zip(values, self._range_list, strict=True)],
-                    strict=True,
-                )
-            )
+        values, valid = self._readings()
+        if self.on_rig_sample is not None:
+            self.on_rig_sample(self._rig_sample(measured, values, valid))
+        if self.on_sample is None:
+            return
         self.on_sample(
             Snapshot(
                 t_ms=self.t_ms - self.boot_ms,
                 counter=self.counter,
                 commanded=tuple(self.commanded[n] for n in PUMP_NAMES),
                 measured=measured,
-                sensors=sensors,
-                valid=valid,
+                sensors=dict(zip(SENSOR_NAMES, values, strict=True)),
+                valid=dict(zip(SENSOR_NAMES, valid, strict=True)),
                 air_return=self._air,
                 blood_leak=self._leak,
                 # where the valves are (their position sensors), not where they were sent:
@@ -405,11 +427,43 @@ class Firmware:
                 },
                 safe=self.safe,
                 reason=self.reason,
-                totals=tuple(
-                    (c - c0) * res
-                    for c, c0, res in zip(self._counts, self._counts0, ENCODER_ML, strict=True)
-                ),
+                totals=self._totals(),
             )
+        )
+
+    def _totals(self) -> tuple[float, ...]:
+        """Each pump's encoder volume since power-on (mL): counts since the last boot."""
+        return tuple(map(mul, map(sub, self._counts, self._counts0), ENCODER_ML))
+
+    def _rig_sample(
+        self, measured: tuple[float, ...], values: list[float], valid: list[bool]
+    ) -> Sample:
+        """The sample as the controller's `Sample`, built at once for a HAL in this process
+        (SimHal): the figures a `Snapshot` carries, with no Snapshot between them. It is
+        built ten times a second of rig time, thousands of times a second at full speed,
+        so its 23 readings are made by `map` in C (`tuple.__new__` of the named tuple, no
+        Python frame each); the result equals, field by field, what the serial link's
+        `Snapshot` becomes on the controller's side."""
+        physics = self.physics
+        # strict=False: each of these has one entry per pump or sensor by construction, and
+        # the check would cost a tenth of the building
+        commanded = self.commanded.values()
+        pumps = map(_new_tuple, repeat(PumpReading), zip(commanded, measured, strict=False))
+        readings = map(_new_tuple, repeat(Reading), zip(values, valid, strict=False))
+        return Sample(
+            t_ms=self.t_ms - self.boot_ms,
+            seq=self.counter,
+            pumps=dict(zip(PUMP_NAMES, pumps, strict=False)),
+            sensors=dict(zip(SENSOR_NAMES, readings, strict=False)),
+            detectors={"air_return": self._air, "blood_leak": self._leak},
+            # where the valves are (their position sensors), not where they were sent
+            valves={
+                "plasma_route": "collect" if physics.valve_collect else "waste",
+                "venous_clamp": "open" if physics.valve_open else "closed",
+            },
+            state=FirmwareState.SAFE if self.safe else FirmwareState.RUNNING,
+            safe_reason=self.reason,
+            totals_ml=dict(zip(PUMP_NAMES, self._totals(), strict=False)),
         )
 
     def emit(self, code: str, detail: str = "", params: dict[str, Any] | None = None) -> None:

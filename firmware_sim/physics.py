@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, itemgetter, mul
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
@@ -35,28 +37,32 @@ BLOOD, PLASMA, REPLACEMENT, LOOP, FILTRATE, SUBSTITUTION, RETURN, HEPARIN = rang
 PUMP_INDEX = {name: i for i, name in enumerate(PUMP_NAMES)}
 PRESSURE_INDEX = {name: i for i, name in enumerate(PRESSURE_NAMES)}
 _TWO_PI = 2.0 * math.pi
+#: the scales' entries of a dict keyed by place (volumes, offsets), in SCALE_NAMES order
+_scales = itemgetter(*SCALE_NAMES)
 
 
 def normals(rng: random.Random, n: int) -> list[float]:
     """`n` standard normal draws: the very numbers `n` calls of `rng.gauss(0.0, 1.0)` give,
     in that order, leaving `rng` as they would (CPython's Box-Muller pairs, the second of
-    a pair kept for the next call), at half the cost. Every sample draws ten, and the
-    simulated rig samples thousands of times a second of wall time."""
-    out: list[float] = []
+    a pair kept for the next call), at a fraction of the cost. Every sample draws ten, and
+    the simulated rig samples thousands of times a second of wall time: whole pairs in a
+    plain loop, the odd one's partner kept."""
     # `gauss_next` is CPython's cached second value of a pair (random.py), not in typeshed
     z: float | None = rng.gauss_next  # type: ignore[attr-defined]  # see above
     rng.gauss_next = None  # type: ignore[attr-defined]  # see above
-    if z is not None:
-        out.append(z)
-    rand = rng.random
-    while len(out) < n:
+    out: list[float] = [] if z is None else [z]
+    rand, log, sqrt, cos, sin = rng.random, math.log, math.sqrt, math.cos, math.sin
+    pairs, odd = divmod(max(0, n - len(out)), 2)
+    for _ in range(pairs):
         x2pi = rand() * _TWO_PI
-        g2rad = math.sqrt(-2.0 * math.log(1.0 - rand()))
-        out.append(math.cos(x2pi) * g2rad)
-        if len(out) < n:
-            out.append(math.sin(x2pi) * g2rad)
-        else:
-            rng.gauss_next = math.sin(x2pi) * g2rad  # type: ignore[attr-defined]  # see above
+        g2rad = sqrt(-2.0 * log(1.0 - rand()))
+        out.append(cos(x2pi) * g2rad)
+        out.append(sin(x2pi) * g2rad)
+    if odd:
+        x2pi = rand() * _TWO_PI
+        g2rad = sqrt(-2.0 * log(1.0 - rand()))
+        out.append(cos(x2pi) * g2rad)
+        rng.gauss_next = sin(x2pi) * g2rad  # type: ignore[attr-defined]  # see above
     return out
 
 
@@ -304,11 +310,13 @@ class Physics:
         # actual pump flows, mL/min: what the rotor turns at
         rotor = self.rotor_ml
         k = dt_s / 60.0
-        for i in range(8):
-            flow[i] = cmd[i] * fac[i]
+        flow[:] = map(mul, cmd, fac)
         blind = self.encoder_blind
-        for i in range(7):
-            rotor[i] += (cmd[i] if blind[i] else flow[i]) * k
+        if any(blind):
+            for i in range(7):
+                rotor[i] += (cmd[i] if blind[i] else flow[i]) * k
+        else:  # rotor += flow x k for the seven peristaltic pumps, by map
+            rotor[:7] = map(add, rotor, map(mul, flow, repeat(k, 7)))
         rotor[HEPARIN] += (cmd[HEPARIN] if blind[HEPARIN] else flow[HEPARIN]) * k / 60.0
         qb = flow[BLOOD]
         if not self.valve_open:
@@ -366,17 +374,19 @@ class Physics:
         self.separator_fouling_mmhg += self.separator_fouling_rate * dt_s * (qb > 0.0)
         self.adsorber_clot_mmhg += self.adsorber_clot_rate * dt_s
         self.filter_clot_mmhg += self.filter_clot_rate * dt_s
-        for name, rate in self.scale_drift_g_s.items():
-            if rate:
-                self.scale_offset_g[name] += rate * dt_s
+        if any(self.scale_drift_g_s.values()):
+            for name, rate in self.scale_drift_g_s.items():
+                if rate:
+                    self.scale_offset_g[name] += rate * dt_s
         if self.hypotension_rate:
             self.hypotension_mmhg = min(
                 self.hypotension_max_mmhg, self.hypotension_mmhg + self.hypotension_rate * dt_s
             )
         drift = self.pressure_drift
-        for i in range(len(drift)):
-            if drift[i]:
-                self.pressure_offset[i] += drift[i] * dt_s
+        if any(drift):
+            for i in range(len(drift)):
+                if drift[i]:
+                    self.pressure_offset[i] += drift[i] * dt_s
         p = self.params
         target_map = (
             p.map_baseline_mmhg
@@ -491,10 +501,7 @@ class Physics:
     def update_pressures(self) -> None:
         """Pressures from the pumps' speeds and the fault knobs, as they are right now."""
         f = self.flow
-        cmd = self.commanded
-        fac = self.pump_factor
-        for i in range(8):
-            f[i] = cmd[i] * fac[i]
+        f[:] = map(mul, self.commanded, self.pump_factor)
         qb = f[BLOOD]
         ps = self.pressures
         # access: negative, falling with blood flow; an occlusion pulls it towards -280
@@ -550,12 +557,10 @@ class Physics:
         `temp_sample` and `map_sample` give one by one, the same numbers, in one call (it
         runs on every sample, thousands of times a second of wall time)."""
         noise = normals(self._rng, len(self.pressures) + 2)
-        values = [
-            p + o + (0.0 + z * PRESSURE_NOISE_MMHG)
-            for p, o, z in zip(self.pressures, self.pressure_offset, noise, strict=False)
-        ]
-        volumes, offsets = self.volumes, self.scale_offset_g
-        values += [volumes[n] + offsets[n] for n in SCALE_NAMES]
+        # p + o + (0.0 + z x noise) for each pressure, by map: the same operations, in C
+        noisy = map(add, repeat(0.0), map(mul, noise, repeat(PRESSURE_NOISE_MMHG)))
+        values = list(map(add, map(add, self.pressures, self.pressure_offset), noisy))
+        values += map(add, _scales(self.volumes), _scales(self.scale_offset_g))
         values.append(self.plasma_temp_c + (0.0 + noise[-2] * 0.02))
         values.append(self.map_mmhg + (0.0 + noise[-1] * 0.3))
         return values

@@ -9,6 +9,8 @@ x interval is exact for the piecewise-constant rates the controller commands.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, itemgetter, mul
 from types import MappingProxyType
 
 from controller.config.prescription import Prescription
@@ -23,7 +25,11 @@ EXCHANGE_PHASES = frozenset({"exchange", "exchange_collect"})
 ACCOUNTED = frozenset(
     {"connecting", "exchange", "exchange_collect", "purification", "rinse_back", "paused", "alarm"}
 )
-_PUMPS = tuple((name, 1 / 60.0 if name == "heparin" else 1.0) for name in PUMP_NAMES)
+#: each pump's volume per minute of its measured rate (heparin is in mL/h), PUMP_NAMES order
+_SCALES = tuple(1 / 60.0 if name == "heparin" else 1.0 for name in PUMP_NAMES)
+#: a mapping's entries for each pump, in PUMP_NAMES order; a `PumpReading`'s measured rate
+_by_pump = itemgetter(*PUMP_NAMES)
+_measured = itemgetter(1)
 
 
 @dataclass(slots=True)
@@ -41,8 +47,9 @@ class Volumes:
         self.last_t_ms = sample.t_ms
         pumps = sample.pumps
         pumped = self.pumped_ml
-        for name, scale in _PUMPS:  # heparin is in mL/h
-            pumped[name] += pumps[name].measured * scale * minutes
+        # pumped[name] += measured x scale x minutes for each pump, by map (in C)
+        moved = map(mul, map(mul, map(_measured, _by_pump(pumps)), _SCALES), repeat(minutes))
+        pumped.update(zip(PUMP_NAMES, map(add, _by_pump(pumped), moved), strict=False))
         plasma = pumps["plasma"].measured * minutes
         if phase in EXCHANGE_PHASES:
             self.exchanged_ml += plasma
@@ -177,12 +184,17 @@ class Accounting:
         )
 
     def within_prescription(
-        self, rx: Prescription, phase: str, pumps: dict[str, float]
+        self,
+        rx: Prescription,
+        phase: str,
+        pumps: dict[str, float],
+        allowed_ml: float | None = None,
     ) -> dict[str, float]:
         """The prescription's limits over whatever the phase and safety asked for: no more
         exchanged, processed or drawn than prescribed, in any state (balance.py), and the
         patient's balance held to what the prescription allows by now. `phase` is the
-        treatment phase (the interrupted one under a pause or an alarm)."""
+        treatment phase (the interrupted one under a pause or an alarm). `allowed_ml`: the
+        `allowed_balance_ml` of these very volumes when the caller has it already."""
         v = self.volumes
         done = {
             "exchanged_ml": v.exchanged_ml,
@@ -191,5 +203,7 @@ class Accounting:
         }
         for name in balance.over_prescription(rx, phase, done, self.run.purification_ms / 1000.0):
             pumps[name] = 0.0
-        balance.guard(pumps, v.fluid_balance_ml, self.allowed_balance_ml(rx), balance.margin_ml(rx))
+        if allowed_ml is None:
+            allowed_ml = self.allowed_balance_ml(rx)
+        balance.guard(pumps, v.fluid_balance_ml, allowed_ml, balance.margin_ml(rx))
         return pumps

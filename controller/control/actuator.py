@@ -18,11 +18,15 @@ class Actuator:
         self.sent: dict[str, float | str] = {}
         #: the valves' part of `sent` (what the valve-position check compares with)
         self.valves: dict[str, str] = {}
+        #: the pumps' part of `sent`: a cycle whose setpoints equal these (and `valves`)
+        #: has nothing to send, told by two dict comparisons
+        self.pumps: dict[str, float] = {}
 
     def forget(self) -> None:
         """The firmware's setpoints are unknown (or all zero): send everything again."""
         self.sent.clear()
         self.valves.clear()
+        self.pumps.clear()
 
     async def set_valve(self, name: str, position: str) -> None:
         await self.hal.set_valve(name, position)
@@ -32,6 +36,11 @@ class Actuator:
     async def set_pump(self, name: str, rate: float) -> None:
         await self.hal.set_pump(name, rate)
         self.sent[name] = rate
+        self.pumps[name] = rate
+
+    def holds(self, sp: Setpoints) -> bool:
+        """The firmware holds `sp` already, as acknowledged: nothing to send (most cycles)."""
+        return sp.pumps == self.pumps and sp.valves == self.valves
 
     async def command(self, sp: Setpoints) -> None:
         """Send what differs from what was last acknowledged, in a safe order.
@@ -41,6 +50,8 @@ class Actuator:
         before any speeds up, and the clamp closes only after the pumps have stopped
         (a blood pump against a closed clamp trips the return-pressure limit).
         """
+        if self.holds(sp):
+            return
         sent = self.sent
         closing = sp.valves.get("venous_clamp") == "closed" and sent.get("venous_clamp") != "closed"
         for name, position in sp.valves.items():

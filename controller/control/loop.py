@@ -115,6 +115,9 @@ class Controller:
         #: the run is over: its outcome is final
         self.ended = False
         self.publisher = Publisher(self)
+        #: each phase's setpoints by (phase, regime): see `_setpoints`
+        self._setpoints_by_regime: dict[tuple[str, tuple[bool, bool, bool]], Setpoints] = {}
+        self._regimes_of: Prescription | None = None
 
     # -- the request port ---------------------------------------------------------------
     def request(
@@ -233,21 +236,27 @@ class Controller:
         return sample
 
     # -- safety ---------------------------------------------------------------------------
-    def _evaluate_safety(self, sample: Sample) -> Verdict:
-        """Interlocks first, every cycle (docs/architecture.md: safety before the state machine)."""
+    def _evaluate_safety(self, sample: Sample, allowed_ml: float | None = None) -> Verdict:
+        """Interlocks first, every cycle (docs/architecture.md: safety before the state machine).
+        `allowed_ml`: the balance the prescription allows by now, when the caller has it."""
         v = self.accounting.volumes
+        if allowed_ml is None:
+            allowed_ml = self.accounting.allowed_balance_ml(self.rx)
         verdict = self.safety.evaluate(
             sample,
             v.fluid_balance_ml,
             v.pumped_ml["heparin"],
             treating=self.machine.phase in ACCOUNTED,
-            allowed_balance_ml=self.accounting.allowed_balance_ml(self.rx),
+            allowed_balance_ml=allowed_ml,
             commanded_valves=self.actuator.valves,
         )
         edge = self.safety.safe_edge
-        for reason in FIRMWARE_SAFE_RAISED:
-            # raised when the firmware goes safe; latched: it waits for the operator
-            self.safety.firmware_safe(sample.t_ms, reason, edge and sample.safe_reason is reason)
+        if edge or not self.safety.alarms.quiet:  # else each is absent and idle: a no-op
+            for reason in FIRMWARE_SAFE_RAISED:
+                # raised when the firmware goes safe; latched: it waits for the operator
+                self.safety.firmware_safe(
+                    sample.t_ms, reason, edge and sample.safe_reason is reason
+                )
         self.log_alarms()
         return verdict
 
@@ -299,8 +308,12 @@ class Controller:
             if m.phase == "alarm":
                 return False  # an unattended alarm ends the run where it stands
             raise StepFailed(f"treatment exceeded {self.max_rig_ms / 3.6e6:.1f} h of rig time")
-        await self.operator.apply(sample.t_ms, self._act)  # first: an acknowledge counts now
-        verdict = self._evaluate_safety(sample)
+        if self.operator.pending:  # first: an acknowledge counts now
+            await self.operator.apply(sample.t_ms, self._act)
+        # volumes change only with the next sample: what the prescription allows by now
+        # serves both the interlocks and the cap of the setpoints below
+        allowed_ml = self.accounting.allowed_balance_ml(self.rx)
+        verdict = self._evaluate_safety(sample, allowed_ml)
         if self.auto_resume is not None:
             alarms = self.safety.alarms
             self.auto_resume.judge(
@@ -340,18 +353,19 @@ class Controller:
         if sp is not None:
             sp = Setpoints(
                 self.accounting.within_prescription(
-                    self.rx, self.treatment_phase(), verdict.apply(sp.pumps)
+                    self.rx, self.treatment_phase(), verdict.apply(sp.pumps), allowed_ml
                 ),
                 sp.valves,
             )
             try:
-                await self.actuator.command(sp)
+                if not self.actuator.holds(sp):
+                    await self.actuator.command(sp)
             except CommandRefused as exc:
                 if exc.code != "in_safe_state":
                     raise
                 self.actuator.forget()  # it went safe since the sample: the next one says why
                 return True
-        if phase != "alarm" and not checking:
+        if phase != "alarm" and not checking and self._goal_reached(phase, pr):
             await self._advance(phase, pr)
         return True
 
@@ -359,20 +373,45 @@ class Controller:
         self, phase: str, verdict: Verdict, checking: bool, pr: phases.Progress
     ) -> Setpoints | None:
         """What the phase asks for; None when nothing is commanded but the safe state."""
-        minimum = self.rig.alarms.minimum_blood_flow_ml_min
+        rx = self.rx
         if (phase == "alarm" and not verdict.acting) or checking or phase == "paused":
             # paused, or the hazard has gone but nobody resumed, or a resume is being
             # checked at low flow: blood circulating at minimum, the plasma side stopped
-            return phases.paused(self.rx, pr, minimum)
-        step = PHASES.get(self.acting_phase())
-        return step.setpoints(self.rx, pr) if step is not None else None
+            name, step = "paused", None
+        else:
+            name = self.acting_phase()
+            step = PHASES.get(name)
+            if step is None:
+                return None
+            if not step.by_regime:
+                return step.setpoints(rx, pr)
+        # the same regime, the same setpoints (phases.regime): built once per regime, and
+        # never changed by anyone (the loop caps a copy of the pumps)
+        if self._regimes_of is not rx:  # another prescription (a gate override): anew
+            self._regimes_of = rx
+            self._setpoints_by_regime.clear()
+        key = (name, phases.regime(rx, pr))
+        sp = self._setpoints_by_regime.get(key)
+        if sp is None:
+            if step is None:
+                sp = phases.paused(rx, pr, self.rig.alarms.minimum_blood_flow_ml_min)
+            else:
+                sp = step.setpoints(rx, pr)
+            self._setpoints_by_regime[key] = sp
+        return sp
+
+    def _goal_reached(self, phase: str, pr: phases.Progress) -> bool:
+        """The phase table says this phase's goal is reached (tested every cycle, in
+        place: most cycles it is not, and nothing is awaited)."""
+        step = PHASES.get(phase)
+        return step is not None and step.done(self.rx, pr)
 
     async def _advance(self, phase: str, pr: phases.Progress) -> None:
         """Move on measured progress (docs/spec.md 4), never on elapsed time alone: the phase table
         says when its goal is reached, the machine's guarded `advance` where it leads."""
-        step = PHASES.get(phase)
-        if step is None or not step.done(self.rx, pr):
+        if not self._goal_reached(phase, pr):
             return
+        step = PHASES[phase]
         m = self.machine
         m.progress = pr
         cause = step.cause(self.rx, pr)

@@ -46,6 +46,11 @@ class Operator:
         self._queue.put_nowait(request)
         return request
 
+    @property
+    def pending(self) -> bool:
+        """A request waits for the next cycle (most cycles none: `apply` need not run)."""
+        return not self._queue.empty()
+
     async def apply(self, t_ms: int, act: Act) -> None:
         """Every queued request, in order. `act` returns the cause as journaled (the loop
         adds to it, e.g. an override's note on a start) or None for the cause as given."""

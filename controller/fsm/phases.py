@@ -61,6 +61,21 @@ def heparin_rate(
     return top_ml_h if pr.heparin_ml < bolus_ml else p.heparin.rate_ml_h
 
 
+def regime(p: Prescription, pr: Progress) -> tuple[bool, bool, bool]:
+    """All that the setpoints of a phase (except the connection's ramp, which follows
+    `phase_s`) take from `pr`: the heparin bolus still running, the bag holding enough to
+    feed the loop, blood still to rinse back. Equal regimes give equal setpoints (tested:
+    tests/unit/test_phase_regimes.py), so the control loop builds a phase's setpoints once
+    per regime instead of every cycle; a setpoint function reading more of `pr` must say
+    so here."""
+    bolus_ml = p.heparin.bolus_iu / p.heparin.concentration_iu_ml
+    return (
+        pr.heparin_ml < bolus_ml,
+        pr.outer_chamber_ml + pr.inner_chamber_ml >= BAG_MIN_ML,
+        pr.blood_rinsed_ml < RINSE_BACK_ML,
+    )
+
+
 def _base(p: Prescription, pr: Progress, blood: float) -> dict[str, float]:
     pumps = dict.fromkeys(PUMP_NAMES, 0.0)
     pumps["blood"] = blood
@@ -179,10 +194,14 @@ class Phase:
     setpoints: Callable[[Prescription, Progress], Setpoints]
     done: Callable[[Prescription, Progress], bool]
     cause: Callable[[Prescription, Progress], str]
+    #: its setpoints depend on progress only through `regime` (all but the ramp)
+    by_regime: bool = True
 
 
 PHASES: dict[str, Phase] = {
-    "connecting": Phase(connecting, connected, lambda p, pr: "blood flow at prescription"),
+    "connecting": Phase(
+        connecting, connected, lambda p, pr: "blood flow at prescription", by_regime=False
+    ),
     # with a loop, exchange ends where collection begins; without, at the exchange volume
     "exchange": Phase(
         exchange,

@@ -26,38 +26,15 @@ from controller.hal.base import (
     HalEventKind,
 )
 from controller.protocol import PROTOCOL_VERSION
-from controller.rig import PUMP_NAMES, FirmwareState, PumpReading, Reading, SafeReason, Sample
+from controller.rig import Sample
 from firmware_sim.faults import Faults
 from firmware_sim.firmware import (
     FIRMWARE_VERSION,
     Firmware,
     FirmwareEvent,
     Limits,
-    Snapshot,
 )
 from firmware_sim.physics import Physics, physics_for
-
-#: the firmware's reason codes, looked up rather than parsed by the enum on every sample
-_SAFE_REASONS: dict[str, SafeReason] = {r.value: r for r in SafeReason}
-
-
-def sample_from_snapshot(s: Snapshot) -> Sample:
-    """The controller's `Sample` of a firmware snapshot, built on every sample (10 Hz of rig
-    time, thousands of times a second at full speed): `map` over the snapshot's own tuples
-    and names, with no per-item Python frame. Building the readings is most of its cost."""
-    sensors = s.sensors
-    readings = map(Reading, sensors.values(), map(s.valid.__getitem__, sensors))
-    return Sample(
-        t_ms=s.t_ms,
-        seq=s.counter,
-        pumps=dict(zip(PUMP_NAMES, map(PumpReading, s.commanded, s.measured), strict=True)),
-        sensors=dict(zip(sensors, readings, strict=True)),
-        detectors={"air_return": s.air_return, "blood_leak": s.blood_leak},
-        valves=dict(s.valves),
-        state=FirmwareState.SAFE if s.safe else FirmwareState.RUNNING,
-        safe_reason=_SAFE_REASONS.get(s.reason) or SafeReason(s.reason),
-        totals_ml=dict(zip(PUMP_NAMES, s.totals, strict=True)),
-    )
 
 
 def event_from_firmware(e: FirmwareEvent) -> HalEvent:
@@ -136,7 +113,8 @@ class SimHal(Hal):
         self._origin_ms: int | None = snapshot.origin_ms if snapshot is not None else None
         self.faults = Faults(self.firmware, scenario)
         self._samples: deque[Sample] = deque()
-        self.firmware.on_sample = lambda s: self._samples.append(sample_from_snapshot(s))
+        # each sample built once, as the controller's `Sample` (no Snapshot to convert)
+        self.firmware.on_rig_sample = self._samples.append
         self.firmware.on_event = lambda e: self._events.append(event_from_firmware(e))
         self._real_start = 0.0
         self._rig_start_ms = 0
@@ -165,12 +143,13 @@ class SimHal(Hal):
     def snapshot(self) -> SimSnapshot:
         """The rig as it stands, between two samples (see SimSnapshot)."""
         fw = self.firmware
-        hooks = fw.on_sample, fw.on_event, fw.on_wake
-        fw.on_sample = fw.on_event = fw.on_wake = None  # this HAL's, not the copy's
+        hooks = fw.on_sample, fw.on_rig_sample, fw.on_event, fw.on_wake
+        # this HAL's, not the copy's
+        fw.on_sample = fw.on_rig_sample = fw.on_event = fw.on_wake = None
         try:
             frozen = copy.deepcopy(fw)
         finally:
-            fw.on_sample, fw.on_event, fw.on_wake = hooks
+            fw.on_sample, fw.on_rig_sample, fw.on_event, fw.on_wake = hooks
         origin = self._origin_ms if self._origin_ms is not None else fw.t_ms
         return SimSnapshot(frozen, origin)
 

@@ -140,6 +140,11 @@ class AlarmManager:
         """Neither active nor timing its condition delay: feeding it absent changes nothing."""
         return alarm_id not in self.active and alarm_id not in self._pending
 
+    @property
+    def quiet(self) -> bool:
+        """No alarm active and no condition delay running: every condition is `idle`."""
+        return not self.active and not self._pending
+
     def watched(self) -> set[str]:
         """The ids an absent condition must still be fed for (the complement of `idle`),
         taken once per cycle by whoever feeds dozens of conditions, almost all absent."""

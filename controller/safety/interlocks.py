@@ -17,20 +17,21 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import gt, itemgetter, lt, mul, sub
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
-from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES, SafeReason, Sample
+from controller.rig import PUMP_NAMES, SCALE_NAMES, PumpReading, SafeReason, Sample
 from controller.safety.alarms import Alarm, AlarmManager, Priority
 from controller.safety.balance import balanced
 from controller.safety.hazards import Hazard, Response, hazard_table
 from controller.safety.pressure_pair import PressurePair
 from controller.safety.return_line import ReturnLine
+from controller.safety.sensors import STUCK_WATCHED, SensorCheck
 
 BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
 LOOP_SIDE = ("pre_filter", "filtrate", "pre_adsorber", "post_adsorber")
-#: Sensors that must move while blood flows: noise alone changes them every sample.
-STUCK_WATCHED = (*PRESSURE_NAMES, "map", "plasma_temp")
 #: What must stop with a pump (docs/spec.md 5.2 "stop that pump and the ones that depend on it").
 DEPENDENTS: dict[str, tuple[str, ...]] = {
     "blood": PUMP_NAMES,
@@ -56,13 +57,18 @@ BAG_PUMPS: dict[str, tuple[str, ...]] = {
 #: Sensors fed as `sensor_fault:<name>` every cycle, in this order
 SENSOR_FAULT_FED = (*STUCK_WATCHED, *SCALE_NAMES)
 #: sets for the membership tests of every cycle (a tuple is searched element by element)
-STUCK_SET = frozenset(STUCK_WATCHED)
 SCALES = frozenset(SCALE_NAMES)
 #: what the separator's TMP, and the filter's, are computed from
 TMP_SENSORS = frozenset(("pre_separator", "plasma", "return"))
 FILTER_SENSORS = frozenset(("pre_filter", "pre_adsorber", "filtrate"))
 #: bags that are drawn from (empty is their problem); the others fill
 EMPTIED_BAGS = frozenset(("replacement_bag", "substitution_bag"))
+#: the same, in a fixed order, and getters of their readings from a sample's sensors
+DRAWN_BAGS = tuple(b for b in BAG_PUMPS if b in EMPTIED_BAGS)
+FILLED_BAGS = tuple(b for b in BAG_PUMPS if b not in EMPTIED_BAGS)
+_drawn_bags = itemgetter(*DRAWN_BAGS)
+_filled_bags = itemgetter(*FILLED_BAGS)
+_value = itemgetter(0)
 #: alarm ids built once, not every cycle
 SENSOR_FAULT_ID = {n: f"sensor_fault:{n}" for n in SENSOR_FAULT_FED}
 PAIR_ID = "sensor_fault:blood_side_pair"
@@ -79,6 +85,9 @@ REDUCE_FACTOR = 0.5
 CLOT_STOP_S = 30.0
 TMP_HYSTERESIS_MMHG = 20.0
 CLOT_HYSTERESIS = 0.5
+#: a `PumpReading`'s fields (a named tuple: (commanded, measured))
+_commanded = itemgetter(0)
+_measured = itemgetter(1)
 REASON_HAZARD = {
     SafeReason.AIR: "air_return",
     SafeReason.RETURN_LOW: "return_low",
@@ -105,6 +114,8 @@ class Verdict:
 
     def apply(self, pumps: dict[str, float]) -> dict[str, float]:
         out = dict(pumps)
+        if not (self.stop or self.caps or self.no_removal):
+            return out  # nothing demanded: most cycles
         for name in balanced(self.stop):  # never one pump of a pair alone (balance.py)
             out[name] = 0.0
         for name, top in self.caps.items():
@@ -113,6 +124,17 @@ class Verdict:
             out["plasma"] = min(out["plasma"], out["return"])
             out["filtrate"] = min(out["filtrate"], out["substitution"])
         return out
+
+
+def _any_mismatch(pumps: Mapping[str, PumpReading], fraction: float) -> bool:
+    """Whether any pump's measured flow is off its command by more than `fraction` of it
+    (`abs(measured - commanded) > fraction x commanded`, the very test of a pump fault, whose
+    `commanded > 0` it only leaves out): False says at once, in C, that no pump is at fault,
+    which is what nearly every cycle finds."""
+    readings = pumps.values()
+    commanded = list(map(_commanded, readings))
+    off = map(abs, map(sub, map(_measured, readings), commanded))
+    return any(map(gt, off, map(mul, repeat(fraction), commanded)))
 
 
 class Interlocks:
@@ -130,8 +152,8 @@ class Interlocks:
         #: pre_separator and return, which must agree with the blood flow
         self.pressure_pair = PressurePair()
         self._inner_history: deque[tuple[int, float]] = deque()
-        self._last_value: dict[str, float] = {}
-        self._unchanged_ms: dict[str, int] = {}
+        #: readings not to be compared with any limit (not vouched for, or stuck)
+        self.sensors = SensorCheck(rig.sensors.stuck_after_s)
         self._since: dict[str, int] = {}
         self.balance_error_ml = 0.0
         self._was_safe = False
@@ -144,6 +166,10 @@ class Interlocks:
             else (False, self._capacity(bag) - self.lim.bag_full_margin_g)
             for bag in BAG_PUMPS
         }
+        #: the limits of the bags drawn from, and of those filled (the orders of _drawn_bags
+        #: and _filled_bags)
+        self._drawn_limits = [self._bag_limits[b][1] for b in DRAWN_BAGS]
+        self._filled_limits = [self._bag_limits[b][1] for b in FILLED_BAGS]
 
     # -- helpers ------------------------------------------------------------------------
     def hazard_of(self, alarm_id: str) -> Hazard:
@@ -261,7 +287,7 @@ class Interlocks:
         self.safe_edge = edge
 
         # sensors first: an invalid reading is not compared with any limit
-        bad = self._sensor_faults(sample, blood_flowing)
+        bad = self.sensors.judge(s, t, blood_flowing)
         if bad or watched:
             for name in SENSOR_FAULT_FED:
                 alarm_id = SENSOR_FAULT_ID[name]
@@ -388,22 +414,23 @@ class Interlocks:
         if hypotension or "hypotension" in watched:
             feed(t, "hypotension", hypotension, f"MAP {s['map'].value:.0f} mmHg")
         mismatch = lim.pump_mismatch_fraction
-        for name in PUMP_NAMES:
-            p = pumps[name]
-            alarm_id = PUMP_FAULT_ID[name]
-            # the safe state stops every pump whatever it was sent: no pump fault then
-            fault = (
-                not safe
-                and p.commanded > 0
-                and abs(p.measured - p.commanded) > (mismatch * p.commanded)
-            )
-            if fault or alarm_id in watched:
-                feed(
-                    t,
-                    alarm_id,
-                    fault,
-                    f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}",
+        # the safe state stops every pump whatever it was sent: no pump fault then
+        if watched or (not safe and _any_mismatch(pumps, mismatch)):
+            for name in PUMP_NAMES:
+                p = pumps[name]
+                alarm_id = PUMP_FAULT_ID[name]
+                fault = (
+                    not safe
+                    and p.commanded > 0
+                    and abs(p.measured - p.commanded) > (mismatch * p.commanded)
                 )
+                if fault or alarm_id in watched:
+                    feed(
+                        t,
+                        alarm_id,
+                        fault,
+                        f"{name} commanded {p.commanded:g}, measured {p.measured:.1f}",
+                    )
         temp = s["plasma_temp"].value
         temp_ok = "plasma_temp" not in bad and (
             pumps["plasma"].commanded > 0 or "plasma_temp" in active
@@ -422,8 +449,10 @@ class Interlocks:
     def _valves(self, sample: Sample, commanded: Mapping[str, str], watched: set[str]) -> None:
         """A valve not where it was sent (its position sensor says so): in the safe state
         the clamp must be closed whatever was sent last."""
-        t = sample.t_ms
         safe = sample.safe
+        if not safe and not watched and commanded == sample.valves:
+            return  # each where it was sent, and no valve alarm to feed: the usual cycle
+        t = sample.t_ms
         for name in ("plasma_route", "venous_clamp"):
             want = "closed" if name == "venous_clamp" and safe else commanded.get(name)
             seen = sample.valves.get(name)
@@ -492,33 +521,6 @@ class Interlocks:
         )
 
     # -- conditions -----------------------------------------------------------------------
-    def _sensor_faults(self, sample: Sample, flowing: bool) -> dict[str, str]:
-        """Readings not to be compared with any limit: not vouched for, or stuck (a
-        watched sensor unchanged for `stuck_after_s` while blood flows)."""
-        bad: dict[str, str] = {}
-        t = sample.t_ms
-        stuck_ms = int(self.lim_stuck_s * 1000)
-        last_value = self._last_value
-        unchanged_ms = self._unchanged_ms
-        isfinite = math.isfinite
-        for name, reading in sample.sensors.items():
-            value = reading.value
-            if not reading.valid or not isfinite(value):
-                bad[name] = f"{name}: reading {value:g} not plausible"
-                continue
-            if name not in STUCK_SET:
-                continue
-            if not flowing or last_value.get(name) != value:
-                unchanged_ms[name] = t
-            last_value[name] = value
-            if t - unchanged_ms[name] >= stuck_ms:
-                bad[name] = f"{name}: stuck at {value:g}"
-        return bad
-
-    @property
-    def lim_stuck_s(self) -> float:
-        return self.rig.sensors.stuck_after_s
-
     def _active(self, alarm_id: str) -> bool:
         """Already raised: a condition that the response itself hides (a pump it stopped)
         must not clear, re-start the pump and raise again (chatter)."""
@@ -528,8 +530,16 @@ class Interlocks:
         """A bag in use empty (drawn from) or nearly full (filled): its pumps pause. The
         level is judged first: a bag is almost never at its limit, and then nothing else
         needs looking at."""
-        t = sample.t_ms
         s = sample.sensors
+        if not watched:
+            # no bag alarm to feed: only a level past its limit matters, and the levels are
+            # compared with their limits in C first (the same comparisons; a NaN fails them)
+            values = list(map(_value, _drawn_bags(s)))
+            if not any(map(lt, values, self._drawn_limits)):
+                values = list(map(_value, _filled_bags(s)))
+                if not any(map(gt, values, self._filled_limits)):
+                    return
+        t = sample.t_ms
         active = self.alarms.active
         for bag, (drawn, limit) in self._bag_limits.items():
             alarm_id = BAG_ID[bag]
