@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 try:
-    import pytest_asyncio
+    from pytest_asyncio import fixture as asyncio_fixture
 except ImportError:  # alsctl installed without its `testing` extra
-    pytest_asyncio = None  # type: ignore[assignment]  # absent: the fixtures say so when used
+    asyncio_fixture = None  # type: ignore[assignment]  # absent: the fixtures say so when used
 
 if TYPE_CHECKING:
     from controller.config.prescription import Prescription
@@ -48,8 +48,8 @@ MISSING = (
 
 def _async_fixture(func: Callable[..., Any]) -> Any:
     """`pytest_asyncio.fixture`, or, without pytest-asyncio, a fixture that says so."""
-    if pytest_asyncio is not None:
-        return pytest_asyncio.fixture(func)
+    if asyncio_fixture is not None:
+        return asyncio_fixture(func)
 
     def missing() -> None:
         pytest.fail(MISSING, pytrace=False)

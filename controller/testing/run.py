@@ -28,6 +28,7 @@ from controller.control.loop import Controller
 from controller.fsm import plan
 from controller.fsm.machine import TransitionRecord
 from controller.hal.sim import SimHal
+from controller.journal import Journal
 from controller.rig import Sample
 from controller.safety.alarms import AlarmEvent
 from controller.summary import Summary
@@ -318,6 +319,7 @@ async def start_run(
     auto_resume_s: float | None = None,
     max_rig_s: float | None = None,
     server: FirmwareServer | None = None,
+    journal: Journal | None = None,
 ) -> Run:
     """A run started and held at its first view: self-test's first cycle, or the first
     cycle after `start` (a checkpoint; the simulated rig only). With `server`, the run goes
@@ -335,6 +337,7 @@ async def start_run(
         auto_resume_s=auto_resume_s,
         max_rig_s=max_rig_s,
         start=start,
+        journal=journal,
     )
     earlier: frozenset[str] = frozenset()
     if start is not None:

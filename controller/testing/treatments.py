@@ -8,10 +8,12 @@ fixture's teardown ends whatever is still running (interrupted, the rig commande
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Literal
 
 from controller.config.prescription import Prescription
 from controller.config.rig import RigConfig
+from controller.journal import Journal
 from controller.testing import files
 from controller.testing.checkpoints import caught_entering
 from controller.testing.files import Given
@@ -39,6 +41,7 @@ class Treatments:
         auto_resume_s: float | None = None,
         max_rig_s: float | None = None,
         link: Literal["sim", "serial"] = "sim",
+        journal: str | Path | None = None,
     ) -> Run:
         """A treatment started and held at its first cycle.
 
@@ -55,11 +58,17 @@ class Treatments:
         - `max_rig_s`: the run ends at this session time (rig s); None: 10 min past its plan.
         - `link`: `"serial"` runs it over a real serial link (`serial_pair`'s): slower, no
           `start`, and `at_s` counts the firmware's clock.
+        - `journal`: an SQLite file the run is journaled in, as `alsctl run --journal`
+          does (the summary's `session` is its number); closed after the test.
         """
         rig_config = self.rig if rig is None else files.rig(rig)
         rx = self.prescription if prescription is None else files.prescription(prescription)
         answers = files.checklist(checklist)
         faults = files.scenario(scenario) if scenario is not None else None
+        journaled = None
+        if journal is not None:
+            journaled = Journal(journal)
+            self._stack.callback(journaled.close)  # after the run: the stack unwinds LIFO
         if link == "serial":
             if start is not None:
                 raise ValueError("a run starts from a checkpoint on the simulated rig only")
@@ -71,7 +80,7 @@ class Treatments:
             on_link = rig_config.model_copy(update={"backend": "serial", "serial": serial})
             run = await start_run(
                 on_link, rx, gate=answers, auto_resume_s=auto_resume_s, max_rig_s=max_rig_s,
-                server=server,
+                server=server, journal=journaled,
             )  # fmt: skip
         else:
             midway = None
@@ -80,7 +89,7 @@ class Treatments:
                 rx = midway.prescription  # as the gate left it (an override restricts it)
             run = await start_run(
                 rig_config, rx, gate=answers, start=midway, scenario=faults,
-                auto_resume_s=auto_resume_s, max_rig_s=max_rig_s,
+                auto_resume_s=auto_resume_s, max_rig_s=max_rig_s, journal=journaled,
             )  # fmt: skip
         self._stack.push_async_callback(run.close)
         return run

@@ -11,9 +11,11 @@ examples from a fresh virtual environment.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from controller import journal as jr
 from controller.control.events import HalReported, Operated
 from controller.errors import CommandRefused
 from controller.hal.base import HalEventKind
@@ -204,6 +206,16 @@ async def test_a_run_left_going_is_ended_safe_after_the_test() -> None:
     assert run.summary is not None and run.summary.outcome is Outcome.INTERRUPTED
     firmware = run.controller.hal.firmware  # type: ignore[attr-defined]  # the SimHal's
     assert firmware.safe and firmware.reason == SafeReason.COMMAND
+
+
+async def test_a_run_is_journaled_as_alsctl_run_journals_it(
+    treatment: Treatments, tmp_path: Path
+) -> None:
+    db = tmp_path / "journal.db"
+    run = await treatment(SHORT_PE, start="exchange", journal=db)
+    summary = await run.finish()
+    [row] = jr.sessions(db)
+    assert row.id == summary.session and row.outcome == "completed"
 
 
 async def test_the_loop_side_of_the_treatment_over_a_serial_link(treatment: Treatments) -> None:
