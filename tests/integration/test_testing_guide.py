@@ -109,3 +109,18 @@ def test_the_guides_examples_pass_in_a_fresh_environment_outside_the_repository(
     assert len(took) == len(EXAMPLES), took
     slow = {name: t for name, t in took.items() if not t < EXAMPLE_LIMIT_S}
     assert not slow, f"over {EXAMPLE_LIMIT_S} s of wall time: {slow}"
+
+    # the plugin is loaded into every pytest run of the environment: without its extra, it
+    # must not break one, and its fixtures must say what is missing
+    _run([python, "-m", "pip", "uninstall", "-q", "-y", "pytest-asyncio"], env=env, timeout=120)
+    other = tmp_path / "another-project"  # whose config knows nothing of asyncio
+    other.mkdir()
+    (other / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    (other / "test_without_the_extra.py").write_text(
+        "def test_plain():\n    assert True\n\n\ndef test_kit(sim_hal):\n    pass\n"
+    )
+    bare = subprocess.run(
+        [python, "-m", "pytest"], capture_output=True, text=True, cwd=other, env=env, timeout=120
+    )
+    assert "1 passed, 1 error" in bare.stdout, bare.stdout + bare.stderr
+    assert "need pytest-asyncio: pip install 'alsctl[testing]'" in bare.stdout
