@@ -81,16 +81,18 @@ class HalRig:
         heartbeat: bool = True,
     ) -> Sample:
         """The first sample (from the next one on) where `condition` holds, and `safe`
-        matches the firmware's state when given; `within_s` of rig time, else UntilTimeout
-        naming the last sample's state."""
+        matches the firmware's state when given; within `within_s` of rig time from the
+        latest sample, else UntilTimeout naming the last sample's state."""
         if condition is None and safe is None:
             raise TypeError("until() needs a condition or safe=")
 
         def met(s: Sample) -> bool:
             return (safe is None or s.safe == safe) and (condition is None or condition(s))
 
+        before = self._sample
         sample = await self.next_sample(heartbeat=heartbeat)
-        deadline = sample.t_ms + within_s * 1000
+        # counted from the sample the test holds, as a run's wait counts from its view
+        deadline = (before or sample).t_ms + within_s * 1000
         while not met(sample):
             if sample.t_ms >= deadline:
                 raise UntilTimeout(
