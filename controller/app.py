@@ -150,6 +150,10 @@ async def run_treatment(
             if faults is not None:
                 faults.phase_started(record.dest)
 
+    if faults is not None and opts.start is not None:
+        # the run begins as its phase did (`midway` caught it entering): faults timed from
+        # that phase count from here, as they would have in the run it was caught from
+        faults.phase_started(opts.start.checkpoint.phase)
     bus = EventBus()
     bus.subscribe(Simulation())
     controller = Controller(

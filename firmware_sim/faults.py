@@ -299,9 +299,10 @@ class Faults:
         #: (rig ms, stop before start at the same ms, order, start?, token, event)
         self._queue: list[tuple[int, int, int, bool, int, FaultEvent]] = []
         self._order = itertools.count()
-        #: faults timed from a phase, waiting for it to start; the phases already started
+        #: faults timed from a phase, waiting for it to start; each started phase's first
+        #: start on the firmware's clock
         self._by_phase: dict[str, list[FaultEvent]] = {}
-        self._phases_seen: set[str] = set()
+        self._phase_ms: dict[str, int] = {}
         firmware.on_wake = self._wake
         if scenario is not None:
             for event in scenario.events:
@@ -330,8 +331,12 @@ class Faults:
 
     # -- scenarios ----------------------------------------------------------------------
     def schedule(self, event: FaultEvent) -> None:
-        if event.phase is not None:  # timed from a phase: when it first starts
-            self._by_phase.setdefault(event.phase, []).append(event)
+        if event.phase is not None:  # timed from a phase's first start
+            started = self._phase_ms.get(event.phase)
+            if started is None:  # not yet: when it starts
+                self._by_phase.setdefault(event.phase, []).append(event)
+            else:  # a test scheduling mid-run: from when it did
+                self._schedule_at(event, started + event.after_s * 1000)
             return
         assert event.at_s is not None
         self._schedule_at(event, event.at_s * 1000)
@@ -339,11 +344,15 @@ class Faults:
     def phase_started(self, phase: str) -> None:
         """The controller entered `phase` (the in-process simulated rig is told so): the
         faults timed from its first start are scheduled now."""
-        if phase in self._phases_seen:
+        if phase in self._phase_ms:
             return
-        self._phases_seen.add(phase)
+        self._phase_ms[phase] = self.firmware.t_ms
         for event in self._by_phase.pop(phase, []):
             self._schedule_at(event, self.firmware.t_ms + event.after_s * 1000)
+
+    def phase_start_ms(self, phase: str) -> int | None:
+        """When `phase` first started on the firmware's clock; None: not yet."""
+        return self._phase_ms.get(phase)
 
     def _schedule_at(self, event: FaultEvent, at_ms: float) -> None:
         tick = self.firmware.tick_ms

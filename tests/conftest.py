@@ -16,9 +16,22 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from importlib.metadata import entry_points
 
 import pytest
 import pytest_asyncio
+
+#: The testing kit's plugin (controller/testing/plugin.py, docs/testing.md): an alsctl
+#: installed from this tree loads it by its pytest11 entry point (named `alsctl`), and
+#: naming it here too would register it twice; an environment installed before the entry
+#: point existed, or one that turns entry points off, gets it from here.
+_KIT = "controller.testing.plugin"
+_ENTRY_POINTS = not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+pytest_plugins = (
+    []
+    if _ENTRY_POINTS and any(ep.value == _KIT for ep in entry_points(group="pytest11"))
+    else [_KIT]
+)
 
 #: node id prefixes (and the parameters) of the tests that run on a wall clock
 REALTIME = ("tests/integration/test_faulty_line.py",)

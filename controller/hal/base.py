@@ -8,6 +8,7 @@ manager.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -140,6 +141,10 @@ class Hal(ABC):
         self._events: list[HalEvent] = []
         self._open = False
         self._info: FirmwareInfo | None = None
+        #: when set, every sample waits for this event first: a test holds the rig's clock
+        #: between its own awaits (controller.testing), so what it asserts on and what it
+        #: requests happen at one known sample. None in every real run: nothing waits.
+        self.gate: asyncio.Event | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     async def connect(self) -> FirmwareInfo:
@@ -189,6 +194,9 @@ class Hal(ABC):
     async def next_sample(self) -> Sample:
         """The next sample the firmware sends (in simulation, time advances to it)."""
         self._require_open()
+        gate = self.gate
+        if gate is not None and not gate.is_set():
+            await gate.wait()  # held by a test: neither the rig's clock nor the loop moves
         return await self._next_sample()
 
     async def samples(self) -> AsyncIterator[Sample]:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.config.loading import load_scenario
-from controller.config.scenario import FAULTS, Scenario
+from controller.config.scenario import FAULTS, FaultEvent, Scenario
 from firmware_sim.faults import ACTIONS, Faults
 from firmware_sim.firmware import Firmware, Limits, Reason
 from firmware_sim.physics import Physics, PhysicsParams
@@ -255,6 +255,28 @@ async def test_a_fault_timed_from_a_phase_starts_that_long_into_it() -> None:
     [air] = [a for a in summary.alarms if a.cause == "air_return"]
     assert 60.0 <= air.t_s - start <= 60.2
     assert summary.completed
+
+
+def test_a_fault_timed_from_a_phase_that_already_started_counts_from_its_start() -> None:
+    """A test schedules "60 s into the exchange" while the exchange runs: from when it
+    began, not never (it will not start again) and not from now."""
+    fw, _physics = rig()
+    fw.set_pump("blood", 0.0)
+    seen: list[tuple[int, str]] = []
+    fw.on_event = lambda e: seen.append((e.t_ms, e.detail))
+    faults = Faults(fw)
+    fw.run_until(1000)
+    faults.phase_started("exchange")
+    assert faults.phase_start_ms("exchange") == 1000 and faults.phase_start_ms("rinse") is None
+    fw.run_until(30_000)
+    fw.heartbeat()
+    faults.schedule(
+        FaultEvent(phase="exchange", after_s=60, fault="hypotension", duration_s=1, params={})
+    )
+    while fw.t_ms < 70_000:
+        fw.run_until(fw.t_ms + 400)
+        fw.heartbeat()
+    assert (61_000, "hypotension") in seen
 
 
 def test_a_scenario_names_when_and_every_fault_with_its_parameters_in_its_schema() -> None:
