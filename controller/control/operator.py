@@ -82,12 +82,10 @@ async def act(c: Controller, trigger: str, cause: str) -> str | None:
     if trigger == "pause_audio":
         c.safety.alarms.pause_audio(t)
         return None
-    if trigger == "resume" and m.phase == "alarm" and not c.safety.clear_to_resume():
-        raise IllegalRequest(
-            "cannot resume: "
-            + (", ".join(c.safety.alarms.conditions_present()) or "")
-            + " (conditions present or alarms not acknowledged)"
-        )
+    if trigger == "resume" and m.phase == "alarm":
+        blockers = c.safety.resume_blockers()
+        if blockers:
+            raise IllegalRequest("cannot resume: " + "; ".join(blockers))
     if trigger in ("resume", "stop") and c.sample is not None and c.sample.safe:
         await c.arm_for(trigger)
     if trigger == "start" and m.phase == "ready":
