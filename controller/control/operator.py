@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from controller.config.compat import require_pair
+from controller.config.compat import blood_flow_bounds, require_pair
 from controller.config.prescription import Prescription
 from controller.config.rig import AlarmLimits
 from controller.control.events import EXPIRED, Event, Occurred, Operated, Request
@@ -27,18 +27,6 @@ from controller.fsm.machine import IllegalRequest
 from controller.rig import Sample
 from controller.safety.alarms import AlarmEvent
 from controller.safety.gate import OVERRIDE_BLOOD_MAX_ML_MIN
-
-
-def _field_bounds(name: str) -> tuple[float, float]:
-    """A prescription field's own bounds (its `bounded` ge/le), read from the model."""
-    meta = Prescription.model_fields[name].metadata
-    low = next(float(m.ge) for m in meta if hasattr(m, "ge"))
-    high = next(float(m.le) for m in meta if hasattr(m, "le"))
-    return low, high
-
-
-#: The prescription's own bounds on the blood flow (controller/config/prescription.py)
-BLOOD_FIELD_MIN, BLOOD_FIELD_MAX = _field_bounds("blood_flow_ml_min")
 
 if TYPE_CHECKING:
     from controller.control.loop import Controller
@@ -136,17 +124,6 @@ async def act(c: Controller, trigger: str, cause: str, value: float | None = Non
     return cause
 
 
-def blood_flow_bounds(c: Controller) -> tuple[float, float]:
-    """The blood flows an operator may set (mL/min): from the rig's minimum flow (what a
-    pause circulates) to the lowest of the rig's pump maximum, the prescription's field
-    bounds, and an informed-consent override's restriction."""
-    low = max(c.rig.alarms.minimum_blood_flow_ml_min, BLOOD_FIELD_MIN)
-    high = min(c.rig.pumps.blood.max_rate, BLOOD_FIELD_MAX)
-    if c.gate_result is not None and c.gate_result.override is not None:
-        high = min(high, OVERRIDE_BLOOD_MAX_ML_MIN)
-    return low, high
-
-
 def set_blood_flow(c: Controller, cause: str, value: float | None) -> str:
     """The prescription's blood flow changed mid-treatment, within bounds; the whole
     prescription is validated again (a plasma flow given in mL/min must stay within 30 % of
@@ -161,7 +138,8 @@ def set_blood_flow(c: Controller, cause: str, value: float | None) -> str:
         )
     if value is None or not math.isfinite(value):
         raise IllegalRequest("cannot change the blood flow: give the new flow in mL/min")
-    low, high = blood_flow_bounds(c)
+    overridden = c.gate_result is not None and c.gate_result.override is not None
+    low, high = blood_flow_bounds(c.rig, OVERRIDE_BLOOD_MAX_ML_MIN if overridden else None)
     if not low <= value <= high:
         raise IllegalRequest(
             f"cannot set the blood flow to {value:g} mL/min: allowed {low:g}..{high:g} mL/min"
