@@ -106,9 +106,11 @@ class ConsoleApp(App[None]):
     """The console over one run's `Feed`; `read_only` for a finished session."""
 
     TITLE = "alsctl console"
+    #: one way to act, the keys in the footer: no palette of commands besides
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     Screen { layout: vertical; }
-    RunHeader { height: 2; background: $boost; padding: 0 1; }
+    RunHeader { height: auto; background: $boost; padding: 0 1; }
     #middle { height: auto; }
     Values { width: 3fr; height: auto; padding: 0 1; }
     Alarms { width: 2fr; height: auto; min-height: 3; padding: 0 1; border: round $success; }

@@ -70,20 +70,29 @@ class RunHeader(Panel):
             share = min(1.0, target.done / target.target)
             filled = int(share * 20)
             progress += f"  [{'#' * filled}{'.' * (20 - filled)}] {share:.0%}"
-        left = feed.remaining_ms()
+        left = feed.remaining_ms() if view.phase not in ("alarm", "paused") else None
         line = Text.assemble(
             ("phase ", "dim"),
             (phase, "bold reverse" if view.phase in ("alarm", "paused") else "bold"),
             ("   ", ""),
             (progress, ""),
             ("   left ", "dim"),
-            (clock(left) if left is not None else "-", ""),
+            (
+                clock(left)
+                if left is not None
+                else "held"
+                if view.phase in ("alarm", "paused")
+                else "-",
+                "",
+            ),
             ("   total ", "dim"),
             (clock(view.t_ms), "bold"),
         )
         if view.outcome is not None:
-            line.append(f"   outcome {view.outcome}: {view.outcome_detail}", style="bold")
-        self.put(top, line)
+            end = Text(f"outcome {view.outcome}: {view.outcome_detail}", style="bold")
+            self.put(top, line, end)
+        else:
+            self.put(top, line)
 
 
 def _limit(value: float, low: float | None, high: float | None) -> str:
@@ -109,7 +118,7 @@ class Values(Static):
             pressures.add_column(col, justify="right" if col else "left")
         rows: list[tuple[str, float, float | None, float | None]] = [
             ("access", s["access"].value, lim.access_low_mmhg, None),
-            ("pre-separator", s["pre_separator"].value, None, None),
+            ("pre-sep.", s["pre_separator"].value, None, None),
             ("return", s["return"].value, lim.return_low_mmhg, lim.return_high_mmhg),
             ("TMP", tmp, None, lim.separator_tmp_high_mmhg),
             ("adsorber dP", dp, None, lim.adsorber_dp_high_mmhg),
@@ -126,12 +135,13 @@ class Values(Static):
             )
             pressures.add_row(name, Text(f"{value:.0f}", _limit(value, low, high)), limits)
         flows = Table(title="flows (mL/min)", box=None, padding=(0, 1), expand=True)
-        for col in ("", "set", "meas."):
-            flows.add_column(col, justify="right" if col else "left")
+        flows.add_column("", no_wrap=True, min_width=12)
+        for col in ("set", "meas."):
+            flows.add_column(col, justify="right")
         for name, p in view.sample.pumps.items():
             unit_scale = 1.0
             flows.add_row(
-                name + (" (mL/h)" if name == "heparin" else ""),
+                name + (" mL/h" if name == "heparin" else ""),
                 f"{p.commanded * unit_scale:.1f}",
                 f"{p.measured * unit_scale:.1f}",
             )
@@ -180,8 +190,8 @@ class Alarms(Panel):
                 (f"  [{a.id}] since {clock(a.raised_ms)}", "dim"),
             )
             state = condition_words(a.present, a.latched, a.acknowledged)
-            if a.detail:
-                state += f"; {a.detail}"
+            if a.detail and a.present:
+                state += f": {a.detail}"
             parts.append(head)
             parts.append(Text(f"   rig: {w.response}"))
             parts.append(
