@@ -76,9 +76,11 @@ def test_the_console_in_tmux_over_serial(tmp_path: Path) -> None:
     )
     db = tmp_path / "journal.db"
     with firmware_sim_process(tmp_path, rig, rx, scenario=air) as port:
+        # the terminal's size is tmux's: no COLUMNS or LINES inherited from pytest
+        path = os.environ.get("PYTHONPATH", ROOT)
         run = " ".join(
             [
-                f"env -u COLUMNS -u LINES PYTHONPATH={os.environ.get('PYTHONPATH', ROOT)} TERM=xterm-256color",
+                f"env -u COLUMNS -u LINES PYTHONPATH={path} TERM=xterm-256color",
                 sys.executable, "-m", "controller", "run", "--port", port,
                 "--rig", str(tmp_path / "rig.yaml"), "--prescription", str(tmp_path / "rx.yaml"),
                 "--checklist", "clear", "--journal", str(db),
