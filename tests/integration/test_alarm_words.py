@@ -80,3 +80,18 @@ async def test_a_refused_resume_names_the_alarm_that_holds_it() -> None:
     assert refs[0].rejected == [
         "resume: cannot resume: air in the return line (air_return) is not acknowledged (A)"
     ]
+
+
+def test_the_report_says_alarms_and_rig_events_in_words() -> None:
+    from controller.report import _describe
+
+    raised = _describe(
+        "alarm",
+        {"kind": "raised", "alarm": "air_return", "priority": "high", "detail": "air detected"},
+    )
+    assert raised == (
+        "raised: air in the return line (high, air_return); air detected;"
+        " rig: all pumps stopped, venous clamp closed;"
+        " next: clear the air from the return line, then acknowledge (A) and resume (R)"
+    )
+    assert _describe("hal", {"kind": "limits_changed", "detail": ""}) == "the rig: limits changed"
