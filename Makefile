@@ -15,14 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests need: a real Mosquitto broker, and Chromium to render reports.
+# Debian packages the tests need: a real Mosquitto broker, Chromium to render reports, and
+# tmux for the console's end-to-end test at a real terminal.
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
+	@command -v mosquitto >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
+	  command -v tmux >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    mosquitto mosquitto-clients chromium; }
+	    mosquitto mosquitto-clients chromium tmux; }
 	@command -v mosquitto >/dev/null 2>&1 || { echo "mosquitto is missing and could not be installed" >&2; exit 1; }
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is missing and could not be installed" >&2; exit 1; }
+	@command -v tmux >/dev/null 2>&1 || { echo "tmux is missing and could not be installed" >&2; exit 1; }
 
 # A complete simulated Li-ALS treatment (about 7 h of rig time) in seconds.
 demo: install

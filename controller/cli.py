@@ -204,11 +204,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--hold waits for a remote start: give --mqtt, and list start_treatment in the"
             " rig file's mqtt.commands (remote start is off by default)"
         )
-    progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty())
+    console = _wants_console(args)
+    progress = Progress(sys.stdout, live=not args.plain and sys.stdout.isatty() and not console)
     where = f" on {port}" if port else ""
     with Journal(args.journal) as journal:  # a journal that cannot be written: refused here
         print(f"alsctl run: {rx.name} ({rx.mode}) on {backend} rig {rig.rig_id}{where}")
-        journal.subscribe(progress.committed)
         opts = RunOptions(
             backend=backend,
             port=port,
@@ -217,13 +217,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             gate=answers,
             auto_resume_s=args.auto_resume,
             journal=journal,
-            edges=[progress] if bridge is None else [progress, bridge],
             hold_at_ready=args.hold,
             handle_signals=True,
         )
-        with progress:
-            summary, _ = asyncio.run(run_treatment(rig, rx, opts))
+        bridges = [] if bridge is None else [bridge]
+        if console:
+            summary = _run_with_console(rig, rx, opts, backend, bridges, progress, journal)
+        else:
+            journal.subscribe(progress.committed)
+            opts.edges = [progress, *bridges]
+            with progress:
+                summary, _ = asyncio.run(run_treatment(rig, rx, opts))
     return _finish_run(args, progress, summary, summary.session)
+
+
+def _wants_console(args: argparse.Namespace) -> bool:
+    """The Textual console on a terminal (stdin and stdout), unless --plain."""
+    return not args.plain and sys.stdout.isatty() and sys.stdin.isatty()
+
+
+def _run_with_console(
+    rig: RigConfig,
+    rx: Prescription,
+    opts: Any,
+    backend: str,
+    bridges: list[Any],
+    progress: Any,
+    journal: Any,
+) -> Summary:
+    """The treatment with the operator's console beside it; if the console ends first (Q,
+    or an error in it), the run goes on with plain progress lines."""
+    import asyncio
+
+    from controller.app import run_treatment
+    from controller.console.feed import Feed
+    from controller.console.run import with_console
+
+    feed = Feed(rig, backend)
+    opts.edges = [feed, *bridges]
+
+    def fallback() -> Any:
+        journal.subscribe(progress.committed)
+        return progress
+
+    (summary, _), _why = asyncio.run(
+        with_console(feed, lambda: run_treatment(rig, rx, opts), fallback)
+    )
+    return summary
 
 
 def _backend(args: argparse.Namespace, rig: RigConfig, rig_path: Path) -> tuple[str, str | None]:
@@ -602,7 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="unattended: acknowledge and resume an alarm S seconds after its conditions clear",
     )
-    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain lines even on a terminal (default there: the operator's console)",
+    )
     p.add_argument(
         "--journal", default=DEFAULT_JOURNAL, help=f"SQLite journal (default {DEFAULT_JOURNAL})"
     )

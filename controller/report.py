@@ -27,6 +27,7 @@ from matplotlib.axes import Axes
 from controller.config.checklist import QUESTIONS
 from controller.journal import SessionRecord
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
+from controller.words import alarm_words
 
 PHASE_COLOURS = {
     "connecting": "#e8f0fe",
@@ -382,8 +383,21 @@ def _journal_note(j: dict[str, Any]) -> str:
 
 
 def _describe(kind: str, body: dict[str, Any]) -> str:
+    """An event row in words, as the console says it (controller/words.py)."""
     if kind == "alarm":
-        return f"{body['kind']} {body['alarm']} ({body['priority']}) {body.get('detail', '')}"
+        if body["kind"] == "audio_paused":
+            return "audio paused 2 min"
+        words = alarm_words(body["alarm"])
+        head = f"{body['kind']}: {words.what} ({body['priority']}, {body['alarm']})"
+        detail = f"; {body['detail']}" if body.get("detail") else ""
+        if body["kind"] in ("raised", "escalated"):
+            return f"{head}{detail}; rig: {words.response}; next: {words.next_step}"
+        return head + detail
+    if kind == "hal":
+        detail = f": {body['detail']}" if body.get("detail") else ""
+        return f"the rig: {str(body.get('kind', '')).replace('_', ' ')}{detail}"
+    if kind == "transition" and {"source", "dest"} <= body.keys():
+        return f"{body['source']} -> {body['dest']} ({body.get('cause', '')})"
     if kind == "operator":
         return f"{body['request']} ({body['cause']}): {body['result']}"
     if kind == "error":

@@ -50,3 +50,24 @@ def require_pair(
     issues = check_pair(rig, rx, rig_source, rx_source)
     if issues:
         raise ConfigError(rx_source, issues)
+
+
+def _field_bounds(name: str) -> tuple[float, float]:
+    """A prescription field's own bounds (its `bounded` ge/le), read from the model."""
+    meta = Prescription.model_fields[name].metadata
+    low = next(float(m.ge) for m in meta if hasattr(m, "ge"))
+    high = next(float(m.le) for m in meta if hasattr(m, "le"))
+    return low, high
+
+
+def blood_flow_bounds(rig: RigConfig, cap: float | None = None) -> tuple[float, float]:
+    """The blood flows an operator may set mid-treatment (mL/min): from the rig's minimum
+    flow (what a pause circulates) to the lowest of the rig's pump maximum, the
+    prescription's own bounds and `cap` (an informed-consent override's restriction). The
+    controller refuses outside them; the console asks within them."""
+    field_low, field_high = _field_bounds("blood_flow_ml_min")
+    low = max(rig.alarms.minimum_blood_flow_ml_min, field_low)
+    high = min(rig.pumps.blood.max_rate, field_high)
+    if cap is not None:
+        high = min(high, cap)
+    return low, high

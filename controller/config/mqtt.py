@@ -20,11 +20,19 @@ COMMANDS: dict[str, str] = {
     "pause_audio": "pause_audio",
     "stop_treatment": "stop",
     "start_treatment": "start",
+    "set_blood_flow": "set_blood_flow",
 }
 CommandName = Literal[
-    "pause", "resume", "acknowledge_alarm", "pause_audio", "stop_treatment", "start_treatment"
+    "pause",
+    "resume",
+    "acknowledge_alarm",
+    "pause_audio",
+    "stop_treatment",
+    "start_treatment",
+    "set_blood_flow",
 ]
-#: Starting a treatment remotely is off unless a rig file lists it.
+#: Starting a treatment and changing its blood flow remotely are off unless a rig file
+#: lists them.
 DEFAULT_COMMANDS: tuple[CommandName, ...] = (
     "pause",
     "resume",

@@ -311,19 +311,27 @@ class Request:
     answer: asyncio.Future[str] | None = None
     #: the loop has begun to apply it: it can no longer expire
     taken: bool = False
+    #: what a request with a value asks for (`set_blood_flow`: mL/min)
+    value: float | None = None
 
 
 class RequestPort(Protocol):
     """How every front-end acts on the run."""
 
     def request(
-        self, trigger: str, cause: str = "operator", answer: asyncio.Future[str] | None = None
+        self,
+        trigger: str,
+        cause: str = "operator",
+        answer: asyncio.Future[str] | None = None,
+        *,
+        value: float | None = None,
     ) -> Request:
         """Queue a request (`start`, `pause`, `resume`, `stop`, `end`, `acknowledge`,
-        `pause_audio`); `answer` gets "done", "refused: why" or "failed: why" once the loop
-        has applied it. A caller that stops waiting cancels `answer` before the loop has
-        `taken` the request, which then expires unapplied: an action must never land after
-        whoever asked for it was told it would not."""
+        `pause_audio`, `set_blood_flow` with its `value` in mL/min); `answer` gets "done",
+        "refused: why" or "failed: why" once the loop has applied it. A caller that stops
+        waiting cancels `answer` before the loop has `taken` the request, which then expires
+        unapplied: an action must never land after whoever asked for it was told it would
+        not."""
         ...
 
     def journal_unavailable(self, t_ms: int, reason: str | None) -> None:

@@ -121,9 +121,14 @@ class Controller:
 
     # -- the request port ---------------------------------------------------------------
     def request(
-        self, trigger: str, cause: str = "operator", answer: asyncio.Future[str] | None = None
+        self,
+        trigger: str,
+        cause: str = "operator",
+        answer: asyncio.Future[str] | None = None,
+        *,
+        value: float | None = None,
     ) -> Request:
-        return self.operator.request(trigger, cause, answer)
+        return self.operator.request(trigger, cause, answer, value=value)
 
     def journal_unavailable(self, t_ms: int, reason: str | None) -> None:
         self.safety.journal_unavailable(t_ms, reason)
@@ -176,8 +181,8 @@ class Controller:
     def view(self) -> View:
         return self.publisher.view()
 
-    async def _act(self, trigger: str, cause: str) -> str | None:
-        return await act(self, trigger, cause)
+    async def _act(self, trigger: str, cause: str, value: float | None) -> str | None:
+        return await act(self, trigger, cause, value)
 
     def _transition(self, record: TransitionRecord) -> None:
         if record.source == "alarm":

@@ -9,17 +9,24 @@ journaled with its result (`Operator`); what each does to the run is `act`.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from controller.config.compat import blood_flow_bounds, require_pair
+from controller.config.prescription import Prescription
 from controller.config.rig import AlarmLimits
 from controller.control.events import EXPIRED, Event, Occurred, Operated, Request
 from controller.control.gate import gate_still_passes
 from controller.control.summary import stop_record
-from controller.errors import CommandRefused
+from controller.errors import CommandRefused, ConfigError
+from controller.fsm import plan
 from controller.fsm.machine import IllegalRequest
 from controller.rig import Sample
 from controller.safety.alarms import AlarmEvent
+from controller.safety.gate import OVERRIDE_BLOOD_MAX_ML_MIN
 
 if TYPE_CHECKING:
     from controller.control.loop import Controller
@@ -27,8 +34,13 @@ if TYPE_CHECKING:
 #: Hazards seen only while blood flows: a resume from them is checked at low flow first.
 CHECKED_AT_LOW_FLOW = frozenset({"return_low", "return_high", "access_low", "air_return"})
 
-#: What the loop does for one request; raises IllegalRequest or CommandRefused to refuse.
-Act = Callable[[str, str], Awaitable[str | None]]
+#: What the loop does for one request (trigger, cause, value); raises IllegalRequest or
+#: CommandRefused to refuse.
+Act = Callable[[str, str, float | None], Awaitable[str | None]]
+#: The treatment phases whose blood flow an operator may change (also while a pause or an
+#: alarm holds them): before, the connection ramps to the prescribed flow; after, rinse-back
+#: runs at its own.
+BLOOD_FLOW_PHASES = frozenset({"exchange", "exchange_collect", "purification"})
 
 
 class Operator:
@@ -39,10 +51,15 @@ class Operator:
         self.rejected: list[str] = []
 
     def request(
-        self, trigger: str, cause: str = "operator", answer: asyncio.Future[str] | None = None
+        self,
+        trigger: str,
+        cause: str = "operator",
+        answer: asyncio.Future[str] | None = None,
+        *,
+        value: float | None = None,
     ) -> Request:
         """Queue a request for the next cycle (see `RequestPort.request`)."""
-        request = Request(trigger, cause, answer)
+        request = Request(trigger, cause, answer, value=value)
         self._queue.put_nowait(request)
         return request
 
@@ -64,7 +81,7 @@ class Operator:
             request.taken = True
             result = "done"
             try:
-                cause = await act(trigger, cause) or cause
+                cause = await act(trigger, cause, request.value) or cause
             except (IllegalRequest, CommandRefused) as exc:
                 self.rejected.append(f"{trigger}: {exc}")
                 result = f"refused: {exc}"
@@ -77,22 +94,22 @@ class Operator:
                     answer.set_result(result)
 
 
-async def act(c: Controller, trigger: str, cause: str) -> str | None:
+async def act(c: Controller, trigger: str, cause: str, value: float | None = None) -> str | None:
     """What one request does; raises IllegalRequest (or CommandRefused) to refuse it."""
     t = c.sample.t_ms if c.sample is not None else 0
     m = c.machine
+    if trigger == "set_blood_flow":
+        return set_blood_flow(c, cause, value)
     if trigger == "acknowledge":
         c.safety.alarms.acknowledge(t)
         return None
     if trigger == "pause_audio":
         c.safety.alarms.pause_audio(t)
         return None
-    if trigger == "resume" and m.phase == "alarm" and not c.safety.clear_to_resume():
-        raise IllegalRequest(
-            "cannot resume: "
-            + (", ".join(c.safety.alarms.conditions_present()) or "")
-            + " (conditions present or alarms not acknowledged)"
-        )
+    if trigger == "resume" and m.phase == "alarm":
+        blockers = c.safety.resume_blockers()
+        if blockers:
+            raise IllegalRequest("cannot resume: " + "; ".join(blockers))
     if trigger in ("resume", "stop") and c.sample is not None and c.sample.safe:
         await c.arm_for(trigger)
     if trigger == "start" and m.phase == "ready":
@@ -110,6 +127,54 @@ async def act(c: Controller, trigger: str, cause: str) -> str | None:
     if trigger in ("stop", "end"):
         c.accounting.run.stop = stop_record(c, cause, acting)
     return cause
+
+
+def set_blood_flow(c: Controller, cause: str, value: float | None) -> str:
+    """The prescription's blood flow changed mid-treatment, within bounds; the whole
+    prescription is validated again (a plasma flow given in mL/min must stay within 30 % of
+    the blood flow) and checked against the rig, as `alsctl validate` would. The effective
+    prescription is published (journaled: a resume continues with it); the phase's
+    setpoints follow from the next cycle on. Journaled with the old and the new flow."""
+    phase = c.treatment_phase()
+    if phase not in BLOOD_FLOW_PHASES:
+        raise IllegalRequest(
+            f"cannot change the blood flow in {c.machine.phase}: only during exchange,"
+            " collection or purification (also while paused or in alarm)"
+        )
+    if value is None or not math.isfinite(value):
+        raise IllegalRequest("cannot change the blood flow: give the new flow in mL/min")
+    overridden = c.gate_result is not None and c.gate_result.override is not None
+    low, high = blood_flow_bounds(c.rig, OVERRIDE_BLOOD_MAX_ML_MIN if overridden else None)
+    if not low <= value <= high:
+        raise IllegalRequest(
+            f"cannot set the blood flow to {value:g} mL/min: allowed {low:g}..{high:g} mL/min"
+            " (the rig's minimum flow and pump maximum, the prescription's bounds)"
+        )
+    old = c.rx.blood_flow_ml_min
+    body = c.rx.model_dump(mode="json", exclude_none=True, by_alias=True)
+    try:
+        new = Prescription.model_validate({**body, "blood_flow_ml_min": value})
+        require_pair(c.rig, new, "rig", "prescription")
+    except ValidationError as exc:
+        issue = exc.errors()[0]
+        raise IllegalRequest(
+            f"cannot set the blood flow to {value:g} mL/min: {issue['msg']}"
+        ) from None
+    except ConfigError as exc:
+        raise IllegalRequest(
+            f"cannot set the blood flow to {value:g} mL/min: {'; '.join(exc.lines())}"
+        ) from None
+    c.rx = c.safety.rx = c.machine.rx = new
+    total_s = plan.plan(
+        new, blood_max_ml_min=c.rig.pumps.blood.max_rate, loop_max_ml_min=c.rig.pumps.loop.max_rate
+    ).total_s
+    c.max_rig_ms = max(c.max_rig_ms, t_now(c) + int(2000 * total_s))
+    c.bus.prescription(new)
+    return f"{cause}; blood flow {old:g} -> {value:g} mL/min"
+
+
+def t_now(c: Controller) -> int:
+    return c.sample.t_ms if c.sample is not None else 0
 
 
 class ResumeCheck:

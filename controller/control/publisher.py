@@ -14,6 +14,7 @@ from controller.control import summary as summaries
 from controller.control.accounting import ACCOUNTED
 from controller.control.checkpoint import CHECKPOINT_MS
 from controller.control.events import AlarmView, View
+from controller.control.operator import BLOOD_FLOW_PHASES
 
 if TYPE_CHECKING:
     from controller.control.loop import Controller
@@ -108,6 +109,8 @@ class Publisher:
                 triggers.discard("resume")  # it would be refused: conditions present
             if any(not a.acknowledged for a in alarms.active.values()):
                 triggers |= {"acknowledge", "pause_audio"}
+            if c.treatment_phase() in BLOOD_FLOW_PHASES:
+                triggers.add("set_blood_flow")
             allowed = frozenset(triggers)
         self._allowed = (key, allowed)
         return allowed

@@ -763,7 +763,7 @@ class MqttBridge(Edge):
             )
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         cause = f"mqtt {request.by}" + (f": {request.reason}" if request.reason else "")
-        queued = port.request(COMMANDS[name], cause, answer)
+        queued = port.request(COMMANDS[name], cause, answer, value=request.blood_flow_ml_min)
         timeout = self.settings.command_timeout_s
         try:
             async with asyncio.timeout(timeout):

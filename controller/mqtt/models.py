@@ -412,6 +412,14 @@ class CommandRequest(Payload):
 
     by: OneLine = text("dashboard", 64, "who asks: journaled with it")
     reason: OneLine = text("", 200, "why: journaled with it", min_length=0)
+    blood_flow_ml_min: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="set_blood_flow only: the new blood flow in mL/min; the controller"
+        " refuses it outside the rig's minimum flow and pump maximum and the prescription's"
+        " bounds",
+    )
     reply_to: str | None = Field(
         None,
         max_length=200,

@@ -29,6 +29,7 @@ from controller.safety.hazards import Hazard, Response, hazard_table
 from controller.safety.pressure_pair import PressurePair
 from controller.safety.return_line import ReturnLine
 from controller.safety.sensors import STUCK_WATCHED, SensorCheck
+from controller.words import alarm_title
 
 BLOOD_SIDE = ("access", "pre_separator", "plasma", "return")
 LOOP_SIDE = ("pre_filter", "filtrate", "pre_adsorber", "post_adsorber")
@@ -682,13 +683,19 @@ class Interlocks:
     # -- operator -----------------------------------------------------------------------
     def clear_to_resume(self) -> bool:
         """No acting condition present and every latched alarm acknowledged."""
+        return not self.resume_blockers()
+
+    def resume_blockers(self) -> list[str]:
+        """What holds a resume back, each naming its alarm in words (the refusal says
+        them): an acting condition still present, or a latched alarm not acknowledged."""
+        blockers = []
         for alarm in self.alarms.active.values():
             if alarm.condition:
                 h = self.table.get(alarm.id.split(":", 1)[0])
                 if h is not None and h.response is Response.NOTIFY:
                     continue  # it acts on nothing: it cannot hold the treatment
                 if h is None or h.response is not Response.TEMP or alarm.priority is Priority.HIGH:
-                    return False
+                    blockers.append(f"{alarm_title(alarm.id)} is still present")
             elif alarm.latched and not alarm.acknowledged:
-                return False
-        return True
+                blockers.append(f"{alarm_title(alarm.id)} is not acknowledged (A)")
+        return blockers

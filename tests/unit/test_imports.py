@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "controller.clinical": set(),
     "controller.outcome": set(),
     "controller.examples": set(),
+    "controller.words": set(),
     "controller.protocol": {"controller.rig", "controller.errors"},
     "controller.config": {"controller.rig", "controller.errors", "controller.clinical"},
     "controller.summary": {"controller.outcome"},
@@ -37,7 +38,12 @@ ALLOWED: dict[str, set[str]] = {
         "controller.clinical",
         "controller.errors",
     },
-    "controller.safety": {"controller.rig", "controller.config", "controller.errors"},
+    "controller.safety": {
+        "controller.rig",
+        "controller.config",
+        "controller.errors",
+        "controller.words",
+    },
     "controller.control": {
         "controller.rig",
         "controller.protocol",
@@ -49,6 +55,7 @@ ALLOWED: dict[str, set[str]] = {
         "controller.errors",
         "controller.outcome",
         "controller.summary",
+        "controller.words",
     },
     "firmware_sim": {"controller.protocol", "controller.rig", "controller.config"},
 }
@@ -57,7 +64,13 @@ ALLOWED: dict[str, set[str]] = {
 COMPOSITION = ("controller.app", "controller.cli", "controller.__main__", "controller.testing")
 #: The edges: models and the loop's published side (`control.events`, the checkpoint model),
 #: never the loop's internals.
-EDGES = ("controller.recorder", "controller.progress", "controller.report", "controller.mqtt")
+EDGES = (
+    "controller.recorder",
+    "controller.progress",
+    "controller.report",
+    "controller.mqtt",
+    "controller.console",
+)
 EDGE_MAY = {
     "controller.rig",
     "controller.config",
@@ -66,6 +79,7 @@ EDGE_MAY = {
     "controller.summary",
     "controller.journal",
     "controller.examples",
+    "controller.words",
     "controller.fsm.machine",  # TransitionRecord, leaf
     "controller.control.events",
     "controller.control.checkpoint",
