@@ -147,7 +147,7 @@ async def test_a_fault_into_the_phase_a_run_starts_from_fires_then_an_operator_r
     assert injected == EXCHANGE_MS + 120_000
     assert_safe(alarm, reason="air")
     assert await run.request("resume") == (
-        "refused: cannot resume: air_return (conditions present or alarms not acknowledged)"
+        "refused: cannot resume: air in the return line (air_return) is still present"
     )
     await run.until(lambda v: not any(a.present for a in v.alarms), within_s=5)
     assert await run.request("acknowledge") == "done"
