@@ -4,7 +4,7 @@ A task still pending when an async test ends is a bug (a reader left running, a 
 never cancelled): the test fails with the task's name instead of leaking into the next one.
 
 The suite runs on two pytest-xdist workers. The few tests on a wall clock (the HAL contract
-against a firmware-sim at real time, a faulty line in real time, one treatment at 10x) form
+against a firmware-sim at real time, a faulty line in real time, one treatment at 5x) form
 one group, run one after the other on one worker, first on the CPU. Every other serial test
 runs firmware-sim on the lockstep clock (docs/protocol.md): the controller grants the rig its
 time, so a busy machine slows those tests down but cannot change what they see.
