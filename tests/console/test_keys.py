@@ -78,7 +78,8 @@ async def drive(feed: Feed, refs: list[Any], run: asyncio.Task[Any]) -> Any:
         c = refs[0]
         assert c.machine.phase == "alarm"
         await until(lambda: feed.latest is not None and not feed.latest.alarms[0].present)
-        await pilot.pause(0.3)
+        # the screen redraws at 4 Hz of wall time: wait for the redraw, however late
+        await until(lambda: "air in the return line" in text_of(app.query_one(Alarms)))
         shown = text_of(app.query_one(Alarms))
         assert "air in the return line" in shown
         assert "all pumps stopped, venous clamp closed" in shown
@@ -87,10 +88,9 @@ async def drive(feed: Feed, refs: list[Any], run: asyncio.Task[Any]) -> Any:
 
         await press(pilot, "r")  # not acknowledged: refused, the alarm named
         await until(lambda: feed.answers and feed.answers[-1].result is not None)
-        await pilot.pause(0.1)
-        assert "air in the return line (air_return) is not acknowledged" in text_of(
-            app.query_one(Status)
-        )
+        refused = "air in the return line (air_return) is not acknowledged"
+        await until(lambda: refused in text_of(app.query_one(Status)))
+        assert refused in text_of(app.query_one(Status))
         before = feed.answers[-1]
         await press(pilot, "s")
         # 2 min of rig time is about a second here: the countdown is the snapshots' to show
@@ -119,7 +119,7 @@ async def drive(feed: Feed, refs: list[Any], run: asyncio.Task[Any]) -> Any:
         assert c.rx.blood_flow_ml_min == 100
 
         await press(pilot, "question_mark")
-        await pilot.pause(0.1)
+        await until(lambda: isinstance(app.screen, Help))
         assert isinstance(app.screen, Help)
         await press(pilot, "escape")
 
@@ -132,7 +132,7 @@ async def drive(feed: Feed, refs: list[Any], run: asyncio.Task[Any]) -> Any:
         await until(lambda: c.machine.phase in ("rinse_back", "done"))
         summary, _ = await run
         await until(lambda: feed.ended)
-        await pilot.pause(0.3)
+        await until(lambda: "the run has ended" in text_of(app.query_one(Status)))
         assert "the run has ended" in text_of(app.query_one(Status))
         await press(pilot, "q")
     return summary

@@ -24,7 +24,12 @@ from tests.console.helpers import short_pe
 from tests.sim_process import firmware_sim_process
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux (make system-deps)")
+
+
+@pytest.fixture(autouse=True)
+def _tmux_installed() -> None:
+    """A real terminal is this test's point: without tmux it fails, it never skips."""
+    assert shutil.which("tmux") is not None, "tmux is missing: run `make system-deps`"
 
 
 class Tmux:
