@@ -440,6 +440,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """A journaled session in the operator's console, read-only; on a non-terminal, the
+    same in lines (a pipe or a log file gets no screen)."""
+    from controller import journal as jr
+    from controller.console.replay import from_journal, lines
+
+    session = args.session if args.session != 0 else jr.latest_session(args.journal)
+    feed = from_journal(jr.load(args.journal, session))
+    if args.plain or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        for line in lines(feed, session):
+            print(_safe_text(line))
+        return 0
+    from controller.console.app import ConsoleApp
+
+    app = ConsoleApp(feed, read_only=True)
+    app.note = f"read-only: session {session} from {args.journal}; Q leaves"
+    app.run()
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Editable copies of the shipped examples, to start a rig or prescription from."""
     folder = Path(args.folder)
@@ -695,6 +715,14 @@ def build_parser() -> argparse.ArgumentParser:
         " (out/journal.db, session 1: out/journal-report-1.html)",
     )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "console", help="open a journaled session in the operator's console, read-only"
+    )
+    p.add_argument("session", type=_session, help="session number, or 'last'")
+    p.add_argument("--journal", default=DEFAULT_JOURNAL, help=f"default {DEFAULT_JOURNAL}")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("firmware-sim", help="serve the simulated firmware on a pty, device or TCP")
     p.add_argument("--rig", default=None, help=f"rig ({examples.describe('rig')})")

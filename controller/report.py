@@ -27,7 +27,7 @@ from matplotlib.axes import Axes
 from controller.config.checklist import QUESTIONS
 from controller.journal import SessionRecord
 from controller.rig import PRESSURE_NAMES, PUMP_NAMES, SCALE_NAMES
-from controller.words import alarm_words
+from controller.words import event_words
 
 PHASE_COLOURS = {
     "connecting": "#e8f0fe",
@@ -355,7 +355,7 @@ def render(record: SessionRecord) -> str:
         "<h2>Alarms and operator actions</h2>",
         _table(
             [
-                (_clock(e.t_ms), e.kind, _describe(e.kind, e.body))
+                (_clock(e.t_ms), e.kind, event_words(e.kind, e.body))
                 for e in record.events
                 if e.kind not in ("transition", "pre_start")
             ],
@@ -380,27 +380,3 @@ def _journal_note(j: dict[str, Any]) -> str:
         f"degraded from {j['degraded_since_utc']} to {j['recovered_utc']}: "
         f"{j['kept_events']} events kept meanwhile and merged{dropped}"
     )
-
-
-def _describe(kind: str, body: dict[str, Any]) -> str:
-    """An event row in words, as the console says it (controller/words.py)."""
-    if kind == "alarm":
-        if body["kind"] == "audio_paused":
-            return "audio paused 2 min"
-        words = alarm_words(body["alarm"])
-        head = f"{body['kind']}: {words.what} ({body['priority']}, {body['alarm']})"
-        detail = f"; {body['detail']}" if body.get("detail") else ""
-        if body["kind"] in ("raised", "escalated"):
-            return f"{head}{detail}; rig: {words.response}; next: {words.next_step}"
-        return head + detail
-    if kind == "hal":
-        detail = f": {body['detail']}" if body.get("detail") else ""
-        return f"the rig: {str(body.get('kind', '')).replace('_', ' ')}{detail}"
-    if kind == "transition" and {"source", "dest"} <= body.keys():
-        return f"{body['source']} -> {body['dest']} ({body.get('cause', '')})"
-    if kind == "operator":
-        return f"{body['request']} ({body['cause']}): {body['result']}"
-    if kind == "error":
-        error: str = body["error"]
-        return error
-    return ", ".join(f"{k}: {v}" for k, v in body.items())

@@ -14,7 +14,9 @@ a dashboard reads the verbs before them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ACK = "acknowledge (A)"
 RESUME = "resume (R)"
@@ -198,3 +200,35 @@ REQUEST_WORDS = {
     "end": "end",
     "set_blood_flow": "change the blood flow",
 }
+
+
+def event_words(kind: str, body: Mapping[str, Any]) -> str:
+    """A journaled event in words: the report's rows and a finished session's console log."""
+    if kind == "alarm":
+        if body["kind"] == "audio_paused":
+            return "audio paused 2 min"
+        words = alarm_words(body["alarm"])
+        head = f"{body['kind']}: {words.what} ({body['priority']}, {body['alarm']})"
+        detail = f"; {body['detail']}" if body.get("detail") else ""
+        if body["kind"] in ("raised", "escalated"):
+            return f"{head}{detail}; rig: {words.response}; next: {words.next_step}"
+        return head + detail
+    if kind == "hal":
+        detail = f": {body['detail']}" if body.get("detail") else ""
+        return f"the rig: {str(body.get('kind', '')).replace('_', ' ')}{detail}"
+    if kind == "transition" and {"source", "dest"} <= body.keys():
+        return f"{body['source']} -> {body['dest']} ({body.get('cause', '')})"
+    if kind == "operator":
+        what = REQUEST_WORDS.get(body["request"], body["request"])
+        return f"{what} ({body['cause']}): {body['result']}"
+    if kind == "error":
+        error: str = body["error"]
+        return error
+    if kind == "pre_start" and "allowed" in body:
+        if body["allowed"]:
+            return "pre-start gate: start allowed" + (
+                " under an override" if body.get("override") else ""
+            )
+        return "pre-start gate: start refused: " + "; ".join(body.get("reasons") or [])
+    fields = ", ".join(f"{k} {v}" for k, v in body.items() if k != "traceback")
+    return f"{kind.replace('_', ' ')}: {fields}"

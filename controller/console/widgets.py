@@ -7,6 +7,8 @@ whether the condition is still there, whether it was acknowledged, and what to d
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -95,6 +97,13 @@ class RunHeader(Panel):
             self.put(top, line)
 
 
+def num(value: float, fmt: str = ".0f", unit: str = "") -> str:
+    """A reading, or `-` for one not known (a journaled session keeps no commanded rate)."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:{fmt}}" + (f" {unit}" if unit else "")
+
+
 def _limit(value: float, low: float | None, high: float | None) -> str:
     """The value's style: red when outside its alarm limits."""
     if (low is not None and value < low) or (high is not None and value > high):
@@ -139,11 +148,10 @@ class Values(Static):
         for col in ("set", "meas."):
             flows.add_column(col, justify="right")
         for name, p in view.sample.pumps.items():
-            unit_scale = 1.0
             flows.add_row(
                 name + (" mL/h" if name == "heparin" else ""),
-                f"{p.commanded * unit_scale:.1f}",
-                f"{p.measured * unit_scale:.1f}",
+                num(p.commanded, ".1f"),
+                num(p.measured, ".1f"),
             )
         v = view.volumes
         volumes = Table(title="volumes and patient", box=None, padding=(0, 1), expand=True)
@@ -151,10 +159,10 @@ class Values(Static):
         volumes.add_column("", justify="right")
         temp = s["plasma_temp"].value
         mean = s["map"].value
-        volumes.add_row("exchanged", f"{v.exchanged_ml:.0f} mL")
-        volumes.add_row("processed", f"{v.processed_ml:.0f} mL")
-        volumes.add_row("filtrate", f"{v.pumped_ml['filtrate']:.0f} mL")
-        volumes.add_row("net balance", f"{v.fluid_balance_ml:+.0f} mL")
+        volumes.add_row("exchanged", num(v.exchanged_ml, unit="mL"))
+        volumes.add_row("processed", num(v.processed_ml, unit="mL"))
+        volumes.add_row("filtrate", num(v.pumped_ml.get("filtrate", math.nan), unit="mL"))
+        volumes.add_row("net balance", num(v.fluid_balance_ml, "+.0f", "mL"))
         volumes.add_row("MAP", Text(f"{mean:.0f} mmHg", _limit(mean, lim.map_low_mmhg, None)))
         volumes.add_row(
             "plasma temp",
