@@ -83,9 +83,9 @@ async def test_a_refused_resume_names_the_alarm_that_holds_it() -> None:
 
 
 def test_the_report_says_alarms_and_rig_events_in_words() -> None:
-    from controller.report import _describe
+    from controller.words import event_words
 
-    raised = _describe(
+    raised = event_words(
         "alarm",
         {"kind": "raised", "alarm": "air_return", "priority": "high", "detail": "air detected"},
     )
@@ -94,4 +94,8 @@ def test_the_report_says_alarms_and_rig_events_in_words() -> None:
         " rig: all pumps stopped, venous clamp closed;"
         " next: clear the air from the return line, then acknowledge (A) and resume (R)"
     )
-    assert _describe("hal", {"kind": "limits_changed", "detail": ""}) == "the rig: limits changed"
+    assert event_words("hal", {"kind": "limits_changed", "detail": ""}) == "the rig: limits changed"
+    assert event_words(
+        "operator", {"request": "pause_audio", "cause": "console", "result": "done"}
+    ) == ("pause audio (console): done")
+    assert event_words("resume_check", {"result": "passed"}) == "resume check: result passed"
