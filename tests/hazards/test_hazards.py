@@ -157,7 +157,7 @@ def check_blood_loss_recorded(r: DrillResult, db: Path) -> None:
         f" (simulator: {s.blood_lost_truth_ml:.1f} mL)</td>"
     )
     assert line in text, re.findall(r"<td>blood lost[^\n]{0,80}", text)
-    assert f"estimate_ml: {losses[0].body['estimate_ml']}" in text  # the event, listed
+    assert f"blood loss: estimate_ml {losses[0].body['estimate_ml']}" in text  # the event, listed
 
 
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.name)

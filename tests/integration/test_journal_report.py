@@ -90,9 +90,43 @@ def test_sessions_lists_it_and_the_report_renders_in_chromium(
     dom = dump_dom(out)
     body = re.search(r"<body[^>]*>", dom)
     assert body is not None
-    assert 'data-plots="6"' in body.group(0) and 'data-plots-loaded="6"' in body.group(0)
-    for title in ("Pressures", "Alarm timeline", "Plasma solutes", "Pre-start checklist"):
+    assert 'data-plots="7"' in body.group(0) and 'data-plots-loaded="7"' in body.group(0)
+    for title in (
+        "Pressures",
+        "Separator TMP and adsorber pressure drop",
+        "Alarm timeline and operator actions",
+        "Plasma solutes",
+        "Pre-start checklist",
+    ):
         assert title in dom
+    # the alarm limits drawn, said in words under the plots
+    assert "access low -250, return 10 to 300, separator TMP 60, adsorber dP 150" in dom
+    # every phase the session went through is in the legend, and only those
+    legend = re.search(r"<p class=\"legend\">(.*?)</p>", dom)
+    assert legend is not None
+    shown = re.findall(r"<span[^>]*>([a-z_]+)</span>", legend.group(1))
+    assert shown == [
+        "self_test",
+        "priming",
+        "ready",
+        "connecting",
+        "exchange",
+        "alarm",
+        "rinse_back",
+    ]
+    # planned against actual, phase by phase
+    plan = dom[dom.index("Planned and actual") : dom.index("<h2>Plots")]
+    assert re.search(
+        r"<td>exchange</td><td>0:30:00</td><td>900 mL plasma to waste</td>"
+        r"<td>0:3\d:\d\d</td><td>exchanged (89\d|90\d) mL</td>",
+        plan,
+    ), plan
+    assert "<td>alarm</td><td>-</td><td>not planned</td>" in plan
+    # heparin and replacement totals; the prescription as a table
+    assert re.search(r"heparin given</td><td>\d+\.\d mL", dom)
+    assert re.search(r"replacement fluid given</td><td>(89\d|90\d) mL", dom)
+    assert "<td>patient.weight_kg</td><td>70" in dom
+    assert "<td>exchange_volume_ml</td><td>900" in dom
     assert "Outcome: completed</b>: exchanged 900 of 900 mL, blood rinsed back" in dom
     assert "severe active bleeding?</td><td>no" in dom  # the answers, one by one
     assert re.search(r"MAP at the gate</td><td>\d+ mmHg", dom)

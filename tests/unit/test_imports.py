@@ -81,6 +81,7 @@ EDGE_MAY = {
     "controller.examples",
     "controller.words",
     "controller.fsm.machine",  # TransitionRecord, leaf
+    "controller.fsm.plan",  # the plan from a prescription: the report's planned vs actual
     "controller.control.events",
     "controller.control.checkpoint",
     # edges may share helpers among themselves
