@@ -38,7 +38,7 @@ async def read_until(proc: asyncio.subprocess.Process, text: str, seen: list[str
                 return
 
 
-async def test_a_killed_controller_goes_offline_by_its_last_will(
+async def test_a_frozen_controller_goes_stale_and_a_killed_one_offline(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     rx = tmp_path / "pe.yaml"
@@ -60,6 +60,10 @@ async def test_a_killed_controller_goes_offline_by_its_last_will(
         await read_until(run, "mqtt: mqtt://127.0.0.1", printed)
         await read_until(monitor, "sim-01 online", shown)
         await read_until(monitor, "connecting -> exchange", shown)
+        # a frozen controller keeps its connection (the broker sees nothing wrong yet):
+        # the monitor marks it stale from the telemetry's age, on its own timer
+        run.send_signal(signal.SIGSTOP)
+        await read_until(monitor, "sim-01 stale: no telemetry for", shown)
         run.send_signal(signal.SIGKILL)
         await run.wait()
         await read_until(monitor, "sim-01 offline", shown)
@@ -80,6 +84,17 @@ async def test_a_killed_controller_goes_offline_by_its_last_will(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert inbox.json("als/sim-01/state")[0]["phase"] in ("connecting", "exchange")
+
+
+async def test_the_monitor_gives_up_on_a_refused_login(broker: LocalBroker) -> None:
+    env = {**broker.env("dashboard"), "ALSCTL_MQTT_PASSWORD": "not-the-password"}
+    monitor = await alsctl("monitor", "--mqtt", broker.url, "--plain", env=env)
+    async with asyncio.timeout(30):
+        out, _ = await monitor.communicate()
+    assert monitor.returncode == 2
+    said = out.decode()
+    assert "alsctl: the broker mqtt://127.0.0.1:" in said
+    assert "refused the login of 'dashboard'" in said and "retrying" not in said
 
 
 async def test_credentials_never_come_from_the_command_line(tmp_path: Path) -> None:

@@ -134,3 +134,49 @@ def test_the_monitor_marks_an_event_an_earlier_run_left_and_this_start_replayed(
         "sim-01 0:01:05 exchange -> rinse_back (done) (replayed, session 3)",
         "sim-01 0:00:00 exchange -> rinse_back (done)",
     ]
+
+
+def test_the_monitor_marks_a_silent_rig_stale_on_its_timer_and_orders_alarms() -> None:
+    from controller.mqtt.monitor import STALE_S, Board
+
+    board = Board()
+    telemetry = {"t_ms": 1000, "flow": {"blood": 120}, "pressure": {"access": -120, "return": 70},
+                 "map": 80}  # fmt: skip
+    board.apply("als/sim-01/status", b"online", 0.0)
+    board.apply("als/sim-01/telemetry", json.dumps(telemetry).encode(), 0.0)
+    board.apply("als/sim-02/status", b"online", 0.0)
+    active = {"alarms": [
+        {"alarm": "map_low", "priority": "medium", "acknowledged": True},
+        {"alarm": "air_return", "priority": "high", "acknowledged": False},
+    ]}  # fmt: skip
+    board.apply("als/sim-02/alarms/active", json.dumps(active).encode(), 0.0)
+    rig = board.rigs["sim-01"]
+    assert board.tick(STALE_S - 0.1) == [] and board.status(rig, STALE_S - 0.1) == "online"
+    assert board.tick(STALE_S + 1) == ["sim-01 stale: no telemetry for 6 s"]
+    assert board.tick(STALE_S + 2) == []  # told once
+    assert board.status(rig, STALE_S + 2) == "stale"
+    lines = board.apply("als/sim-01/telemetry", json.dumps(telemetry).encode(), 7.0)
+    assert lines == ["sim-01 telemetry again"] and board.status(rig, 7.0) == "online"
+    board.apply("als/sim-01/status", b"offline", 8.0)
+    assert board.status(rig, 100.0) == "offline"  # the last will, not staleness
+    # the high alarm first; the rig in alarm on top of the table
+    assert [a[0] for a in board.rigs["sim-02"].alarms] == ["air_return", "map_low"]
+    table = board.table(8.0)
+    assert list(table.columns[0].cells) == ["sim-02", "sim-01"]
+    cell = str(next(iter(table.columns[10].cells)))
+    assert cell.index("HIGH") < cell.index("MEDIUM")
+    assert "air in the return line" in cell
+
+
+def test_the_monitor_says_alarms_and_operator_requests_in_words() -> None:
+    from controller.mqtt.monitor import Board
+
+    board = Board()
+    alarm = {"id": 3, "t_ms": 1000, "kind": "raised", "alarm": "air_return", "priority": "high",
+             "detail": "air detected"}  # fmt: skip
+    op = {"id": 4, "t_ms": 2000, "kind": "operator",
+          "body": {"request": "pause_audio", "cause": "mqtt nurse", "result": "done"}}  # fmt: skip
+    lines = board.apply("als/sim-01/alarms", json.dumps(alarm).encode(), 0.0)
+    lines += board.apply("als/sim-01/events", json.dumps(op).encode(), 0.0)
+    assert lines[0].startswith("sim-01 0:00:01 alarm raised: air in the return line (high,")
+    assert lines[1] == "sim-01 0:00:02 pause audio (mqtt nurse): done"
