@@ -24,6 +24,7 @@ EXAMPLE_PASSWORDS = {
     "sim-01": "sim-01-example",
     "bench-01": "bench-01-example",
     "dashboard": "dashboard-example",
+    "bridge": "bridge-example",
 }
 READY_S = 10.0
 
@@ -40,7 +41,16 @@ def free_port() -> int:
 
 
 class LocalBroker:
-    def __init__(self, folder: Path, port: int | None = None, config: Path = CONFIG) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        config: Path = CONFIG,
+        *,
+        bridge_to: LocalBroker | None = None,
+    ) -> None:
+        """`bridge_to`: this is a site broker, bridged to that central one by the shipped
+        bridge.conf (docs/scaling.md)."""
         # Debian installs it in /usr/sbin, which a non-root PATH may lack
         exe = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
         if exe is None:
@@ -51,6 +61,7 @@ class LocalBroker:
         self.port = port or free_port()
         self.conf = self.folder / "mosquitto.conf"
         self.logfile = self.folder / "mosquitto.log"
+        self.bridge_to = bridge_to
         self.conf.write_text(self._config(config))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +81,21 @@ class LocalBroker:
             lines.append(replaced.get(key, line))
         if os.geteuid() == 0:
             lines.append("user root")
+        if self.bridge_to is not None:
+            lines += self._bridge(config)
         return "\n".join(lines) + "\n"
+
+    def _bridge(self, config: Path) -> list[str]:
+        """The shipped bridge.conf, pointed at `bridge_to`, with a client id of its own."""
+        assert self.bridge_to is not None
+        replaced = {
+            "address": f"address 127.0.0.1:{self.bridge_to.port}",
+            "remote_clientid": f"remote_clientid site-{self.port}-bridge",
+        }
+        lines = []
+        for line in (config / "bridge.conf").read_text().splitlines():
+            lines.append(replaced.get(line.split(" ", 1)[0], line))
+        return lines
 
     @property
     def url(self) -> str:
