@@ -120,6 +120,16 @@ class VolumesNow(Payload):
     fluid_balance_ml: float
 
 
+class PhaseProgress(Payload):
+    """The phase's goal: `exchanged 1200 of 3185 mL`; `target` 0 when the measure has no
+    prescribed end (a pause, an alarm, rinse-back by volume is still a target)."""
+
+    what: str = Field(description="the measure: exchanged, collected, processed, ...")
+    done: float
+    target: float = Field(description="the prescribed end of `done` (0: none)")
+    unit: str
+
+
 class ActiveAlarm(Payload):
     alarm: str = Field(description="hazard id from docs/spec.md 5.2, e.g. air_return")
     priority: Literal["high", "medium", "low"]
@@ -153,6 +163,9 @@ class State(Payload):
     safe_reason: str
     prescription: PrescriptionBrief
     volumes: VolumesNow
+    progress: PhaseProgress | None = Field(
+        None, description="the phase's progress toward its prescribed target"
+    )
     alarms: list[ActiveAlarm]
     allowed: list[str] = Field(
         description="the remote commands (of `commands`) that the rig would carry out now:"
