@@ -38,6 +38,7 @@ from controller.summary import Summary
 
 SCHEMAS: dict[str, type] = {**MODELS, "summary": Summary}
 DEFAULT_JOURNAL = "out/journal.db"
+DEFAULT_USERS = "out/dashboard-users.json"
 #: Trend rows a report plots at most (about one per pixel column of its plots, twice over)
 PLOT_POINTS = 2000
 #: `alsctl run` exit status when it was interrupted before (or outside) a treatment
@@ -516,6 +517,55 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The supervisors' web dashboard; `add-user NAME` to let a person sign in to it."""
+    from controller.dashboard.users import Users
+
+    users = Users(args.users)
+    if args.dashboard_cmd == "add-user":
+        return _add_dashboard_user(users, args.name)
+    import asyncio
+
+    from controller.dashboard.server import Dashboard, serve
+    from controller.mqtt.broker import Broker, MqttConfigError
+
+    if args.mqtt is None:
+        raise MqttConfigError("alsctl dashboard: --mqtt URL is required")
+    broker = Broker.from_url(args.mqtt)
+    if broker.username is None:
+        raise MqttConfigError("no MQTT user: set ALSCTL_MQTT_USERNAME and ALSCTL_MQTT_PASSWORD")
+    if not users.names():
+        raise MqttConfigError(
+            f"no dashboard user in {args.users}: add one with"
+            f" `alsctl dashboard add-user NAME --users {args.users}`"
+        )
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise MqttConfigError(f"--listen {args.listen!r}: expected HOST:PORT")
+
+    def ready(url: str) -> None:
+        print(f"dashboard: {url} (broker {broker.where}, users {args.users})", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the server's normal end
+        asyncio.run(serve(Dashboard(broker, users), host.strip("[]"), int(port), ready))
+    return 0
+
+
+def _add_dashboard_user(users: Any, name: str) -> int:
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            print("alsctl: the two passwords differ; nothing changed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    users.add(name, password)
+    print(f"{name} may sign in to the dashboard ({users.path})")
+    return 0
+
+
 def _write_generated(text: str, out: str | None) -> int:
     """A generated document to stdout, or to the file given with --out (its path printed)."""
     if out is None or out == "-":
@@ -696,6 +746,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rig", metavar="ID", help="one rig (default: every rig)")
     p.add_argument("--plain", action="store_true", help="a line per change even on a terminal")
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="the supervisors' web dashboard over every rig on a broker (add-user: who signs in)",
+    )
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://HOST:PORT or mqtts://")
+    p.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080"
+    )
+    p.add_argument(
+        "--users",
+        default=DEFAULT_USERS,
+        metavar="FILE",
+        help=f"the dashboard's users and their hashed passwords (default {DEFAULT_USERS})",
+    )
+    dsub = p.add_subparsers(dest="dashboard_cmd", metavar="add-user")
+    add = dsub.add_parser(
+        "add-user", help="add a user (or change a password), asked twice or read from stdin"
+    )
+    add.add_argument("name")
+    # either side of add-user; not given here, the one before it (or its default) stands
+    add.add_argument("--users", default=argparse.SUPPRESS, metavar="FILE", help="as above")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("asyncapi", help="print the AsyncAPI 3 description of the MQTT API")
     p.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")

@@ -70,6 +70,7 @@ EDGES = (
     "controller.report",
     "controller.mqtt",
     "controller.console",
+    "controller.dashboard",
 )
 EDGE_MAY = {
     "controller.rig",
