@@ -551,6 +551,37 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """N simulated rigs on a broker (controller/fleet.py); `init` writes their MQTT users."""
+    import asyncio
+
+    from controller import fleet
+
+    folder = Path(args.folder)
+    if args.fleet_cmd == "init":
+        fleet.init(folder, args.rigs)
+        print(f"{args.rigs} rigs' MQTT users in {folder}; start the broker with:")
+        print(f"  mosquitto -c {folder.resolve() / 'mosquitto.conf'}")
+        return 0
+    if args.mqtt is None:
+        raise fleet.FleetError("alsctl fleet: --mqtt URL is required")
+    speed = None if args.speed == "max" else float(args.speed)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the demo; journals are kept
+        asyncio.run(
+            fleet.run_fleet(
+                args.rigs,
+                args.mqtt,
+                folder=folder,
+                speed=speed,
+                mix=fleet.load_mix(args.scenario_mix),
+                telemetry_hz=args.telemetry_hz,
+                prescription=args.prescription,
+                once=args.once,
+            )
+        )
+    return 0
+
+
 def _add_dashboard_user(users: Any, name: str) -> int:
     import getpass
 
@@ -769,6 +800,25 @@ def build_parser() -> argparse.ArgumentParser:
     # either side of add-user; not given here, the one before it (or its default) stands
     add.add_argument("--users", default=argparse.SUPPRESS, metavar="FILE", help="as above")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser(
+        "fleet", help="N simulated rigs publishing to a broker, each as its own user (init first)"
+    )
+    p.add_argument("--rigs", type=int, default=10, metavar="N", help="how many (default 10)")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://HOST:PORT or mqtts://")
+    p.add_argument("--folder", default="out/fleet", help="the rigs' users and journals")
+    p.add_argument("--speed", default="60", help="N x real time, or max (default 60)")
+    p.add_argument("--scenario-mix", metavar="FILE", help="YAML: mix: [{scenario, weight}]")
+    p.add_argument("--telemetry-hz", type=float, metavar="HZ", help="override the rig file's")
+    p.add_argument("--once", action="store_true", help="one treatment per rig, then end")
+    p.add_argument(
+        "--prescription", metavar="RX", help="the same for every rig (default: shipped, in turn)"
+    )
+    fsub = p.add_subparsers(dest="fleet_cmd", metavar="init")
+    init = fsub.add_parser("init", help="write the rigs' MQTT users and a broker config")
+    init.add_argument("--rigs", type=int, default=argparse.SUPPRESS, metavar="N")
+    init.add_argument("--folder", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_fleet)
 
     p = sub.add_parser("asyncapi", help="print the AsyncAPI 3 description of the MQTT API")
     p.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")

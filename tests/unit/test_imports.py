@@ -61,7 +61,13 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: Where the parts are put together: they may import anything (the testing kit builds
 #: runs as `alsctl run` does, and drives the simulated firmware behind a serial link)
-COMPOSITION = ("controller.app", "controller.cli", "controller.__main__", "controller.testing")
+COMPOSITION = (
+    "controller.app",
+    "controller.cli",
+    "controller.__main__",
+    "controller.testing",
+    "controller.fleet",  # many runs as `alsctl run --sim --mqtt` composes one
+)
 #: The edges: models and the loop's published side (`control.events`, the checkpoint model),
 #: never the loop's internals.
 EDGES = (
