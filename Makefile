@@ -19,13 +19,21 @@ install: $(STAMP)
 # tmux for the console's end-to-end test at a real terminal.
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
-	  command -v tmux >/dev/null 2>&1 || { \
+	  command -v chromedriver >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    mosquitto mosquitto-clients chromium tmux; }
+	    mosquitto mosquitto-clients chromium chromium-driver tmux; }
 	@command -v mosquitto >/dev/null 2>&1 || { echo "mosquitto is missing and could not be installed" >&2; exit 1; }
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is missing and could not be installed" >&2; exit 1; }
 	@command -v tmux >/dev/null 2>&1 || { echo "tmux is missing and could not be installed" >&2; exit 1; }
+	@# the browser tests need the driver of this very chromium (Debian builds both from one source)
+	@test "$$(dpkg-query -W -f='$${Version}' chromium 2>/dev/null)" = \
+	  "$$(dpkg-query -W -f='$${Version}' chromium-driver 2>/dev/null)" || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    chromium chromium-driver; }
+	@test "$$(dpkg-query -W -f='$${Version}' chromium)" = \
+	  "$$(dpkg-query -W -f='$${Version}' chromium-driver)" || { \
+	  echo "chromium and chromium-driver differ in version" >&2; exit 1; }
 
 # A complete simulated Li-ALS treatment (about 7 h of rig time) in seconds.
 demo: install

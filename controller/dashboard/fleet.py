@@ -25,6 +25,12 @@ TREND_POINTS = TREND_S
 #: The rig view's event log, newest last
 LOG_LINES = 200
 RANK = {"high": 0, "medium": 1, "low": 2}
+#: Phases that hold the treatment: no time remaining is shown ("held")
+HELD = frozenset({"alarm", "paused"})
+#: The time remaining needs this much rig time of steady progress in the phase
+RATE_MIN_MS = 20_000
+#: ... sampled this often (rig time), whatever the telemetry rate
+RATE_EVERY_MS = 2_000
 #: What the trends show, from each telemetry message
 TRENDS = {
     "access": ("pressure", "access"),
@@ -72,7 +78,7 @@ class Rig:
     )
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     seen_id: int = 0
-    #: (wall time, done) of the phase's progress, for the time remaining
+    #: (rig time, done, measure) of the phase's progress, for the time remaining
     rate: deque[tuple[int, float, str]] = field(default_factory=lambda: deque(maxlen=64))
 
 
@@ -116,9 +122,11 @@ class Fleet:
         elif kind == "state":
             rig.state = body
             rig.alarms = [alarm_view(a) for a in body["alarms"]]
-            progress = body.get("progress")
-            if progress:
-                rig.rate.append((body["t_ms"], progress["done"], progress["what"]))
+            progress, t = body.get("progress"), int(body["t_ms"])
+            if rig.rate and t < rig.rate[-1][0]:
+                rig.rate.clear()  # a new session: its time starts over
+            if progress and (not rig.rate or t >= rig.rate[-1][0] + RATE_EVERY_MS):
+                rig.rate.append((t, progress["done"], progress["what"]))
         elif kind == "alarms/active":
             rig.alarms = [alarm_view(a) for a in body["alarms"]]
             rig.audio_paused = body["audio_paused"]
@@ -147,10 +155,12 @@ class Fleet:
         progress = state.get("progress") if state else None
         if not progress or not progress["target"] or len(rig.rate) < 2:
             return None
+        if state and state.get("phase") in HELD:
+            return None  # nothing progresses while a pause or an alarm holds the phase
         t1, d1, what = rig.rate[-1]
         t0, d0, what0 = next(((t, d, w) for t, d, w in rig.rate if t1 - t <= 60_000), rig.rate[0])
-        if what0 != what or t1 <= t0 or d1 <= d0:
-            return None
+        if what0 != what or t1 - t0 < RATE_MIN_MS or d1 <= d0:
+            return None  # no steady rate yet (a phase just begun, its pumps ramping)
         left: float = (progress["target"] - progress["done"]) / ((d1 - d0) / (t1 - t0))
         return max(0.0, left)
 

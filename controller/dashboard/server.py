@@ -121,6 +121,9 @@ class Dashboard:
             ]
         )
         self.app.cleanup_ctx.append(self._mqtt_context)
+        # a page's stream never ends by itself: the server's shutdown ends them all
+        self._closing = asyncio.Event()
+        self.app.on_shutdown.append(self._close_streams)
 
     # -- sign-in --------------------------------------------------------------------------
     @web.middleware
@@ -199,6 +202,11 @@ class Dashboard:
             return f"broker: {self.error}"
         return "connected" if self._connected.is_set() else "connecting to the broker"
 
+    async def _close_streams(self, app: web.Application) -> None:
+        self._closing.set()
+        if self._tick is not None and not self._tick.done():
+            self._tick.set_result(None)
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: `tiles` (the changed ones; all once a second) and, with
         `?rig=ID`, `rig` (that rig's view, its trend points after the ones already sent)."""
@@ -211,7 +219,7 @@ class Dashboard:
         last_full = 0.0
         trend_ms: int | None = None
         try:
-            while True:
+            while not self._closing.is_set():
                 now = time.time()
                 full = now - last_full >= FULL_S
                 if full:

@@ -152,3 +152,25 @@ def test_sessions_expire_and_cannot_be_forged(tmp_path: Path) -> None:
     assert users.check("nurse", PASSWORD) and not users.check("nurse", "other-password")
     assert not users.check("nobody", PASSWORD)
     assert PASSWORD not in (tmp_path / "u.json").read_text()
+
+
+def test_time_remaining_needs_a_steady_rate_and_is_held_in_alarm() -> None:
+    from controller.dashboard.fleet import Fleet
+
+    fleet = Fleet()
+
+    def state(t_ms: int, done: float, phase: str = "exchange") -> bytes:
+        progress = {"what": "exchanged", "done": done, "target": 600, "unit": "mL"}
+        body = {"t_ms": t_ms, "phase": phase, "alarms": [], "volumes": {}, "progress": progress}
+        return json.dumps(body).encode()
+
+    fleet.apply("als/sim-01/status", b"online", 0.0)
+    for t in range(0, 10_001, 500):  # 10 s of telemetry-rate states: too short a rate
+        fleet.apply("als/sim-01/state", state(t, t / 2000), 0.0)
+    rig = fleet.rigs["sim-01"]
+    assert fleet.remaining_ms(rig) is None
+    for t in range(10_500, 40_001, 500):
+        fleet.apply("als/sim-01/state", state(t, t / 2000), 0.0)  # 0.5 mL/s
+    assert fleet.remaining_ms(rig) == pytest.approx((600 - 20) / 0.5 * 1000, rel=0.01)
+    fleet.apply("als/sim-01/state", state(40_500, 20.25, "alarm"), 0.0)
+    assert fleet.remaining_ms(rig) is None  # held

@@ -6,6 +6,8 @@
 
 const RANK = {high: 0, medium: 1, low: 2};
 window.alsLatency = [];
+// when (wall time, s) each rig's tile first showed an alarm: the browser test's "within 1 s"
+window.alsAlarmSeen = {};
 let me = null;
 
 function clock(ms) {
@@ -60,7 +62,8 @@ function renderTile(t) {
     bar.append(fill); a.append(bar);
   }
   a.append(el('div', {class: 'progress dim', text: progressText(p)}));
-  a.append(el('div', {class: 'left', text: `left ${clock(t.remaining_ms)}  rig time ${clock(t.t_ms)}`}));
+  const held = t.phase === 'alarm' || t.phase === 'paused';
+  a.append(el('div', {class: 'left', text: `left ${held ? 'held' : clock(t.remaining_ms)}  rig time ${clock(t.t_ms)}`}));
   if (t.alarm) {
     const row = el('div', {class: 'top-alarm'});
     row.append(el('span', {class: `badge ${t.alarm.acknowledged ? 'ack' : t.alarm.priority}`, text: t.alarm.priority.toUpperCase()}),
@@ -74,8 +77,11 @@ function renderTile(t) {
 }
 
 function showTiles(list) {
-  const now = Date.now() / 1000;
-  for (const t of list) tiles.set(t.rig_id, t);
+  for (const t of list) {
+    const before = tiles.get(t.rig_id);
+    if (t.alarm && !(before && before.alarm)) window.alsAlarmSeen[t.rig_id] = null;  // set once drawn
+    tiles.set(t.rig_id, t);
+  }
   const box = document.getElementById('tiles');
   const sorted = [...tiles.values()].sort(compare);
   const order = sorted.map((t) => t.rig_id).join(',');
@@ -95,10 +101,12 @@ function showTiles(list) {
       window.alsLatency.push(Date.now() / 1000 - t.stamp);
     }
   }
+  for (const [rig, seen] of Object.entries(window.alsAlarmSeen)) {
+    if (seen === null) window.alsAlarmSeen[rig] = Date.now() / 1000;
+  }
   document.getElementById('empty').hidden = tiles.size > 0;
   document.getElementById('count').textContent = `${tiles.size} rig${tiles.size === 1 ? '' : 's'}`;
   document.body.dataset.rigs = tiles.size;
-  void now;
 }
 
 async function fleetPage() {
