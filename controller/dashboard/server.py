@@ -36,6 +36,7 @@ from aiohttp import web
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from controller.config.mqtt import COMMANDS as API_COMMANDS
 from controller.dashboard.fleet import Fleet
 from controller.dashboard.users import Session, Sessions, Users
 from controller.mqtt.broker import Broker
@@ -52,19 +53,9 @@ FULL_S = 1.0
 COMMAND_TIMEOUT_S = 10.0
 COOKIE = "alsctl_session"
 BACKOFF_MAX_S = 5.0
-#: The command a page may send: the API's names (docs/mqtt.md); the rig's own allow-list
-#: (in its state) decides, this list only keeps typos out
-COMMANDS = frozenset(
-    {
-        "pause",
-        "resume",
-        "acknowledge_alarm",
-        "pause_audio",
-        "stop_treatment",
-        "start_treatment",
-        "set_blood_flow",
-    }
-)
+#: The commands a page may send: the API's names (docs/mqtt.md); the rig's own allow-list
+#: (in its state) decides, this only keeps typos out
+COMMANDS = frozenset(API_COMMANDS)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: The signed-in person of a request (set by the sign-in middleware)

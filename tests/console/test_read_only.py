@@ -7,8 +7,6 @@ unattended, so it ends in `alarm` with the alarm still open.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +21,9 @@ from controller.console.replay import from_journal
 from controller.console.widgets import Alarms, EventLog, RunHeader, Status, num
 from controller.control.events import AlarmView
 from tests.console.helpers import press, until
+from tests.integration.test_cli_run import PE_SHORT, alsctl
 
 SIZE = (150, 50)
-PE_SHORT = {
-    "name": "PE short",
-    "patient": {"weight_kg": 70, "hematocrit": 0.3},
-    "mode": "pe",
-    "blood_flow_ml_min": 120,
-    "exchange_volume_ml": 600,
-}
-
-
-def alsctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")
