@@ -174,3 +174,17 @@ def test_time_remaining_needs_a_steady_rate_and_is_held_in_alarm() -> None:
     assert fleet.remaining_ms(rig) == pytest.approx((600 - 20) / 0.5 * 1000, rel=0.01)
     fleet.apply("als/sim-01/state", state(40_500, 20.25, "alarm"), 0.0)
     assert fleet.remaining_ms(rig) is None  # held
+
+
+async def test_a_refused_broker_login_ends_the_dashboard(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    from controller.mqtt.monitor import LoginRefused
+
+    env = {**broker.env("dashboard"), "ALSCTL_MQTT_PASSWORD": "not-the-password"}
+    address = Broker.from_url(broker.url, env=env)
+    users = Users(tmp_path / "users.json")
+    with pytest.raises(LoginRefused, match="refused the login of 'dashboard'"):
+        await asyncio.wait_for(
+            serve(Dashboard(address, users), "127.0.0.1", 0, lambda _url: None), 30
+        )
