@@ -142,7 +142,9 @@ class Dashboard:
             raise web.HTTPFound("/login?failed=1")
         cookie, _ = self.sessions.issue(name)
         nxt = str(request.query.get("next", "/"))
-        response = web.HTTPFound(nxt if nxt.startswith("/") and "//" not in nxt else "/")
+        # only a path of this server: never "//host" or "/\\host", which browsers send away
+        local = nxt.startswith("/") and "//" not in nxt and "\\" not in nxt
+        response = web.HTTPFound(nxt if local else "/")
         response.set_cookie(
             COOKIE,
             cookie,

@@ -81,6 +81,15 @@ async def test_sign_in_fleet_stream_and_commands_journaled_with_the_user(
         async with http.get(dashboard, allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"].startswith("/login")
         assert await signed_in(http, dashboard, "wrong-password") == "/login?failed=1"
+        # after sign-in, back where the person was going, but never to another host
+        for asked, back in (("/rig/sim-01", "/rig/sim-01"), ("//evil.example", "/"),
+                            ("/\\evil.example", "/"), ("https://evil.example", "/")):  # fmt: skip
+            async with http.post(
+                f"{dashboard}login?next={asked}",
+                data={"user": "nurse", "password": PASSWORD},
+                allow_redirects=False,
+            ) as r:
+                assert r.headers["Location"] == back, asked
         assert await signed_in(http, dashboard) == "/"
         async with http.get(f"{dashboard}api/me") as r:
             me = await r.json()
