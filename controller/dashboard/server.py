@@ -52,6 +52,9 @@ FULL_S = 1.0
 #: How long a command waits for the rig's answer
 COMMAND_TIMEOUT_S = 10.0
 COOKIE = "alsctl_session"
+#: A name with this many failed sign-ins within `LOCKOUT_S` is refused until they age out
+MAX_FAILURES = 5
+LOCKOUT_S = 300.0
 BACKOFF_MAX_S = 5.0
 #: The commands a page may send: the API's names (docs/mqtt.md); the rig's own allow-list
 #: (in its state) decides, this only keeps typos out
@@ -93,6 +96,8 @@ class Dashboard:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._answers: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
+        #: failed sign-ins by name (monotonic times), for the lock-out
+        self._failures: dict[str, list[float]] = {}
         self._replies = f"dashboard/{uuid.uuid4().hex[:12]}"
         self.error: BaseException | None = None
         self.app = web.Application(middlewares=[self._auth])
@@ -136,10 +141,17 @@ class Dashboard:
     async def _login(self, request: web.Request) -> web.Response:
         form = await request.post()
         name, password = str(form.get("user", "")), str(form.get("password", ""))
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(name, []) if now - t < LOCKOUT_S]
+        if len(recent) >= MAX_FAILURES:
+            log.warning("dashboard: %r locked out after %d failed sign-ins", name, len(recent))
+            raise web.HTTPFound("/login?failed=locked")
         ok = await asyncio.to_thread(self.users.check, name, password)
         if not ok:
+            self._failures[name] = [*recent, now]
             log.warning("dashboard: refused sign-in of %r", name)
             raise web.HTTPFound("/login?failed=1")
+        self._failures.pop(name, None)
         cookie, _ = self.sessions.issue(name)
         nxt = str(request.query.get("next", "/"))
         # only a path of this server: never "//host" or "/\\host", which browsers send away

@@ -148,6 +148,14 @@ async def test_sign_in_fleet_stream_and_commands_journaled_with_the_user(
     assert ("acknowledge", "mqtt nurse") in ops and ("resume", "mqtt nurse") in ops, ops
 
 
+async def test_repeated_failed_sign_ins_lock_the_name_out(dashboard: str) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        for _ in range(5):
+            assert await signed_in(http, dashboard, "wrong-password") == "/login?failed=1"
+        # the right password no longer helps, for a while
+        assert await signed_in(http, dashboard) == "/login?failed=locked"
+
+
 def test_sessions_expire_and_cannot_be_forged(tmp_path: Path) -> None:
     sessions = Sessions(lifetime_s=60)
     cookie, session = sessions.issue("nurse", now=1000.0)
