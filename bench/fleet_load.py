@@ -131,8 +131,11 @@ def watch(
     driver.find_element(By.ID, "user").send_keys("bench")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "sign-in").click()
-    WebDriverWait(driver, 120).until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-rigs") == str(rigs)
+    # read in the page in one step: the sign-in navigates, so an element found may be gone
+    WebDriverWait(driver, 180, poll_frequency=0.2).until(
+        lambda d: (
+            d.execute_script("return document.body && document.body.dataset.rigs") == str(rigs)
+        )
     )
     time.sleep(warmup_s)
     driver.execute_script("window.alsLatency = [];")
