@@ -56,4 +56,4 @@ async def test_trends_carry_each_column_inlet_and_outlet_and_the_report_plots_th
 
 def test_a_session_without_a_loop_has_no_column_plot() -> None:
     rows: list[dict[str, Any]] = [{"processed_ml": 0.0}]
-    assert report._column_removal(rows) is None
+    assert report.column_removal(rows) is None
