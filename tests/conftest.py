@@ -4,8 +4,9 @@ A task still pending when an async test ends is a bug (a reader left running, a 
 never cancelled): the test fails with the task's name instead of leaking into the next one.
 
 The suite runs on two pytest-xdist workers. The few tests on a wall clock (the HAL contract
-against a firmware-sim at real time, a faulty line in real time, self-test and priming at 2x) form
-one group, run one after the other on one worker, first on the CPU. Every other serial test
+against a firmware-sim at real time, a faulty line in real time, self-test and priming at 2x,
+the dashboard's alarm in the browser within 1 s) form one group, run one after the other on
+one worker, first on the CPU. Every other serial test
 runs firmware-sim on the lockstep clock (docs/protocol.md): the controller grants the rig its
 time, so a busy machine slows those tests down but cannot change what they see.
 """
@@ -37,6 +38,8 @@ pytest_plugins = (
 REALTIME = (
     "tests/integration/test_faulty_line.py",
     "tests/integration/test_serial_treatment.py::test_self_test_and_priming_on_the_wall_clock",
+    # a deadline in wall time: the alarm's tile red in the browser within 1 s
+    "tests/dashboard/test_browser.py",
 )
 
 

@@ -78,8 +78,9 @@ async def drive(feed: Feed, refs: list[Any], run: asyncio.Task[Any]) -> Any:
         c = refs[0]
         assert c.machine.phase == "alarm"
         await until(lambda: feed.latest is not None and not feed.latest.alarms[0].present)
-        # the screen redraws at 4 Hz of wall time: wait for the redraw, however late
-        await until(lambda: "air in the return line" in text_of(app.query_one(Alarms)))
+        # the screen redraws at 4 Hz of wall time: wait for the redraw that shows the cleared
+        # condition, however late (one drawn just before it still says "still present")
+        await until(lambda: "latched until acknowledged" in text_of(app.query_one(Alarms)))
         shown = text_of(app.query_one(Alarms))
         assert "air in the return line" in shown
         assert "all pumps stopped, venous clamp closed" in shown
