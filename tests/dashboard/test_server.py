@@ -108,7 +108,9 @@ async def test_sign_in_fleet_stream_and_commands_journaled_with_the_user(
                     async for kind, data in events(http, f"{dashboard}api/stream"):
                         tiles = {t["rig_id"]: t for t in data["tiles"]} if kind == "tiles" else {}
                         tile = tiles.get("sim-01")
-                        if tile and tile["alarm"] and tile["alarm"]["priority"] == "high":
+                        # the active alarms and the state are two topics: wait for both
+                        alarmed = tile and tile["alarm"] and tile["alarm"]["priority"] == "high"
+                        if alarmed and tile["phase"] == "alarm":
                             break
                 assert tile["status"] == "online" and tile["phase"] == "alarm"
                 assert tile["alarm"]["what"] == "air in the return line"
