@@ -103,25 +103,32 @@ async def test_sign_in_fleet_stream_and_commands_journaled_with_the_user(
             )
             run = asyncio.create_task(run_treatment(RIG, short_li_als(), opts))
             try:
-                # the rig's tile turns to a high alarm on the stream
+                # the rig's tile turns to a high alarm on the stream, and the rig's view logs it
+                # (the active alarms, the state and the events are three topics: wait for all)
+                tile: dict[str, Any] | None = None
+                logged = False
                 async with asyncio.timeout(60):
-                    async for kind, data in events(http, f"{dashboard}api/stream"):
-                        tiles = {t["rig_id"]: t for t in data["tiles"]} if kind == "tiles" else {}
-                        tile = tiles.get("sim-01")
-                        # the active alarms and the state are two topics: wait for both
+                    async for kind, data in events(http, f"{dashboard}api/stream?rig=sim-01"):
+                        if kind == "tiles":
+                            tiles = {t["rig_id"]: t for t in data["tiles"]}
+                            tile = tiles.get("sim-01", tile)
+                        elif kind == "rig":
+                            texts = (e["text"] for e in data["log"])
+                            logged = logged or any("air in the return line" in t for t in texts)
                         alarmed = tile and tile["alarm"] and tile["alarm"]["priority"] == "high"
-                        if alarmed and tile["phase"] == "alarm":
+                        if alarmed and tile["phase"] == "alarm" and logged:
                             break
+                assert tile is not None
                 assert tile["status"] == "online" and tile["phase"] == "alarm"
                 assert tile["alarm"]["what"] == "air in the return line"
                 assert tile["interrupted"] in ("exchange", "exchange_collect")
                 async with http.get(f"{dashboard}api/rigs/sim-01") as r:
                     detail = await r.json()
+                assert any("air in the return line" in e["text"] for e in detail["log"])
                 assert (
                     detail["alarm_list"][0]["response"] == "all pumps stopped, venous clamp closed"
                 )
                 assert "acknowledge_alarm" in detail["allowed"] and detail["trend"]
-                assert any("air in the return line" in e["text"] for e in detail["log"])
 
                 cmd = f"{dashboard}api/rigs/sim-01/commands"
                 async with http.post(f"{cmd}/acknowledge_alarm", json={}) as r:
