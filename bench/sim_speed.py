@@ -20,6 +20,7 @@ import json
 import platform
 import time
 
+from controller import compiled_modules
 from controller.config.rig import RigConfig
 from controller.hal.base import FirmwareLimits
 from controller.hal.sim import SimHal
@@ -122,6 +123,7 @@ def main() -> None:
     result = {
         "bench": "sim_speed",
         "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "compiled": compiled_modules(),
         "target_x_real_time": 5000,
         "firmware_physics": bench_firmware(rig_s),
         "peer_naive_fixed_step": bench_naive(min(rig_s, 1800.0)),

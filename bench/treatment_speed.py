@@ -17,6 +17,7 @@ import platform
 import time
 
 from bench.sim_speed import bench_firmware
+from controller import compiled_modules
 from controller.app import CLEAR, RunOptions, run_treatment
 from controller.config.loading import load_prescription, load_rig
 
@@ -34,6 +35,7 @@ def main() -> None:
     result = {
         "bench": "treatment_speed",
         "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "compiled": compiled_modules(),
         "target_x_real_time": 1000,
         "goal_x_real_time": 5000,
         "treatment": {

@@ -183,12 +183,13 @@ def plans(
         chosen = draw.choices([s for s, _ in scenarios], [w for _, w in scenarios])[0]
         if chosen is not None:
             shift = draw.uniform(-300, 300)
-            events = [
+            # a tuple, as the model declares (model_copy does not validate what it is given)
+            events = tuple(
                 e.model_copy(update={"at_s": max(60.0, e.at_s + shift)})
                 if e.at_s is not None
                 else e
                 for e in chosen.events
-            ]
+            )
             chosen = chosen.model_copy(update={"events": events})
         out.append(Plan(rig, rx, chosen, i * STAGGER_S))
     return out

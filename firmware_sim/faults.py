@@ -366,7 +366,7 @@ class Faults:
 
     def _push(self, t_ms: int, rank: int, start: bool, token: int, event: FaultEvent) -> None:
         heapq.heappush(self._queue, (t_ms, rank, next(self._order), start, token, event))
-        self.firmware.wake_ms = self._queue[0][0]
+        self.firmware.wake_ms = float(self._queue[0][0])
 
     def _wake(self, t_ms: int) -> None:
         while self._queue and self._queue[0][0] <= t_ms:
@@ -378,7 +378,7 @@ class Faults:
                 running = self._running.get(key)
                 if running is not None and running[0] == token:
                     self._stop(key)
-        self.firmware.wake_ms = self._queue[0][0] if self._queue else math.inf
+        self.firmware.wake_ms = float(self._queue[0][0]) if self._queue else math.inf
 
     def _start(self, token: int, event: FaultEvent) -> None:
         key = (event.fault, fault_target(event))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import and_, le, mul, sub, truediv
-from typing import Any, cast
+from typing import Any, Final
 
 from controller.config.rig import RigConfig
 from controller.rig import (
@@ -51,12 +51,12 @@ _new_tuple = tuple.__new__
 class Nak:
     """Refusal codes (names as in docs/protocol.md)."""
 
-    OUT_OF_RANGE = "out_of_range"
-    UNKNOWN_ID = "unknown_id"
-    IN_SAFE_STATE = "in_safe_state"
-    CAUSE_PRESENT = "cause_present"
-    BAD_LIMITS = "bad_limits"
-    LIMIT_BELOW_RATE = "limit_below_rate"
+    OUT_OF_RANGE: Final = "out_of_range"
+    UNKNOWN_ID: Final = "unknown_id"
+    IN_SAFE_STATE: Final = "in_safe_state"
+    CAUSE_PRESENT: Final = "cause_present"
+    BAD_LIMITS: Final = "bad_limits"
+    LIMIT_BELOW_RATE: Final = "limit_below_rate"
 
 
 #: Safe-state reasons: the rig's own names (docs/protocol.md), one list for both sides
@@ -123,12 +123,14 @@ class Firmware:
 
     def __init__(
         self,
-        physics: Physics,
+        physics: Physics | None = None,
         rig: RigConfig | None = None,
         physics_period_ms: int | None = None,
     ) -> None:
+        """Every argument has a default so that `copy.deepcopy` works once compiled (mypyc
+        builds the copy with `Firmware()`, then sets its state; tools/build_native.py)."""
         rig = rig or RigConfig()
-        self.physics = physics
+        self.physics = physics if physics is not None else Physics()
         self.rig_id = rig.rig_id
         self.tick_ms = rig.firmware_tick_ms
         self.sample_period_ms = rig.sample_period_ms
@@ -233,7 +235,7 @@ class Firmware:
             if nxt > end:
                 break
             # a whole ms: each deadline is an int tick, or math.inf for none (never <= end)
-            now = cast(int, nxt)
+            now = int(nxt)
             self.t_ms = now
             if now >= self.wake_ms and self.on_wake is not None:
                 self.on_wake(now)

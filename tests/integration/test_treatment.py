@@ -219,13 +219,19 @@ async def test_an_illegal_operator_request_is_refused_and_kept() -> None:
 async def test_a_firmware_that_reads_back_other_limits_is_refused_before_treatment() -> None:
     def sloppy_firmware(controller: Any) -> None:
         fw = controller.hal.firmware
-        original = fw.set_limits
 
-        def set_limits(limits: Any) -> str | None:
-            limits.return_high_mmhg -= 50.0  # a firmware that does not keep what it was sent
-            return original(limits)
+        class Sloppy:
+            """A firmware that does not keep what it was sent. (A stand-in, not a patched
+            method: the firmware may be compiled, tools/build_native.py.)"""
 
-        fw.set_limits = set_limits
+            def __getattr__(self, name: str) -> Any:
+                return getattr(fw, name)
+
+            def set_limits(self, limits: Any) -> str | None:
+                limits.return_high_mmhg -= 50.0
+                return fw.set_limits(limits)  # type: ignore[no-any-return]
+
+        controller.hal.firmware = Sloppy()
 
     opts = RunOptions(gate=CLEAR, on_controller=sloppy_firmware)
     summary, controller = await run_treatment(RIG, rx("pe", **SHORT["pe"]), opts)

@@ -20,11 +20,20 @@ from firmware_sim.physics import Physics
 TICK = 10
 
 
+#: each test's firmware's events, by the firmware's id (no attribute added to the firmware:
+#: compiled, it takes none, tools/build_native.py)
+_EVENTS: dict[int, list[FirmwareEvent]] = {}
+
+
+def events(fw: Firmware) -> list[FirmwareEvent]:
+    return _EVENTS[id(fw)]
+
+
 @pytest.fixture
 def fw() -> Firmware:
     firmware = Firmware(Physics(), RigConfig())
-    firmware.events = []  # type: ignore[attr-defined]
-    firmware.on_event = firmware.events.append  # type: ignore[attr-defined]
+    _EVENTS[id(firmware)] = []
+    firmware.on_event = _EVENTS[id(firmware)].append
     return firmware
 
 
@@ -41,7 +50,7 @@ def arm_and_flow(fw: Firmware, blood: float = 120.0) -> None:
 
 
 def safe_events(fw: Firmware) -> list[FirmwareEvent]:
-    return [e for e in fw.events if e.code == "entered_safe"]  # type: ignore[attr-defined]
+    return [e for e in events(fw) if e.code == "entered_safe"]
 
 
 def assert_safe_state(fw: Firmware) -> None:
@@ -199,7 +208,7 @@ def test_mcu_reset_forgets_limits_and_boots_safe(fw: Firmware) -> None:
     assert fw.reason == Reason.BOOT
     assert fw.limits.return_low_mmhg == 10.0
     assert fw.arm() == Nak.CAUSE_PRESENT
-    assert [e.code for e in fw.events][-2:] == ["reset", "fault_injected"]  # type: ignore[attr-defined]
+    assert [e.code for e in events(fw)][-2:] == ["reset", "fault_injected"]
 
 
 def test_samples_come_at_the_sample_rate_with_increasing_counters(fw: Firmware) -> None:
