@@ -39,9 +39,9 @@ from paho.mqtt.properties import Properties
 from controller.config.mqtt import COMMANDS as API_COMMANDS
 from controller.dashboard.fleet import Fleet
 from controller.dashboard.users import Session, Sessions, Users
-from controller.mqtt.broker import Broker
+from controller.mqtt.broker import Broker, login_refused
 from controller.mqtt.models import ROOT
-from controller.mqtt.monitor import REFUSED_LOGIN, LoginRefused, _code
+from controller.mqtt.monitor import LoginRefused
 
 log = logging.getLogger("alsctl.dashboard")
 
@@ -324,7 +324,7 @@ class Dashboard:
                     async for message in client.messages:
                         self.receive(message)
             except aiomqtt.MqttCodeError as exc:
-                if _code(exc.rc) in REFUSED_LOGIN:
+                if login_refused(exc.rc):
                     self.error = LoginRefused(
                         f"the broker {self.broker.where} refused the login of"
                         f" {self.broker.username!r}: {exc}"

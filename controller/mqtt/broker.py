@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from controller.config.mqtt import MqttSettings
@@ -21,6 +22,15 @@ ENV_USER = "ALSCTL_MQTT_USERNAME"
 ENV_PASSWORD = "ALSCTL_MQTT_PASSWORD"
 ENV_PASSWORD_FILE = "ALSCTL_MQTT_PASSWORD_FILE"
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+#: CONNACK codes of a refused login: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135)
+REFUSED_LOGIN = frozenset({4, 5, 134, 135})
+
+
+def login_refused(rc: Any) -> bool:
+    """Whether a CONNACK code (an int or paho's ReasonCode) says the broker refused our
+    user: a wrong password or an unknown user, which retrying will not mend."""
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in REFUSED_LOGIN
 
 
 class MqttConfigError(AlsError):

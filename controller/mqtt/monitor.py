@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.errors import AlsError
-from controller.mqtt.broker import Broker
+from controller.mqtt.broker import Broker, login_refused
 from controller.mqtt.models import ROOT
 from controller.progress import clock
 from controller.words import alarm_words, event_words
@@ -40,8 +40,6 @@ STALE_S = 5.0
 #: IEC 60601-1-8 colours by priority, as the console's
 COLOURS = {"high": "red", "medium": "yellow", "low": "cyan"}
 RANK = {"high": 0, "medium": 1, "low": 2}
-#: CONNACK codes of a refused login: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135)
-REFUSED_LOGIN = frozenset({4, 5, 134, 135})
 
 
 class LoginRefused(AlsError):
@@ -272,7 +270,7 @@ async def monitor(broker: Broker, rig: str | None, out: TextIO, *, live: bool) -
                             payload = message.payload if isinstance(message.payload, bytes) else b""
                             show(board.apply(message.topic.value, payload, time.time()))
                 except aiomqtt.MqttCodeError as exc:
-                    if _code(exc.rc) in REFUSED_LOGIN:
+                    if login_refused(exc.rc):
                         raise LoginRefused(
                             f"the broker {broker.where} refused the login of"
                             f" {broker.username!r}: {exc}"
@@ -285,9 +283,3 @@ async def monitor(broker: Broker, rig: str | None, out: TextIO, *, live: bool) -
         finally:
             drawing.cancel()
             await asyncio.gather(drawing, return_exceptions=True)
-
-
-def _code(rc: Any) -> int | None:
-    """A CONNACK code as a number, whether paho gives an int or a ReasonCode."""
-    value = getattr(rc, "value", rc)
-    return value if isinstance(value, int) else None
