@@ -155,7 +155,7 @@ class Fleet:
         progress = state.get("progress") if state else None
         if not progress or not progress["target"] or len(rig.rate) < 2:
             return None
-        if state and state.get("phase") in HELD:
+        if Fleet.held(rig):
             return None  # nothing progresses while a pause or an alarm holds the phase
         t1, d1, what = rig.rate[-1]
         t0, d0, what0 = next(((t, d, w) for t, d, w in rig.rate if t1 - t <= 60_000), rig.rate[0])
@@ -163,6 +163,11 @@ class Fleet:
             return None  # no steady rate yet (a phase just begun, its pumps ramping)
         left: float = (progress["target"] - progress["done"]) / ((d1 - d0) / (t1 - t0))
         return max(0.0, left)
+
+    @staticmethod
+    def held(rig: Rig) -> bool:
+        """A pause or an alarm holds the phase: pages show "held", not a time remaining."""
+        return (rig.state or {}).get("phase") in HELD
 
     def tile(self, rig: Rig, now: float) -> dict[str, Any]:
         state = rig.state or {}
@@ -175,6 +180,7 @@ class Fleet:
             "interrupted": state.get("interrupted"),
             "progress": state.get("progress"),
             "remaining_ms": self.remaining_ms(rig),
+            "held": self.held(rig),
             "t_ms": telemetry.get("t_ms", state.get("t_ms", 0)),
             "balance_ml": (state.get("volumes") or {}).get("fluid_balance_ml"),
             "alarm": alarms[0] if alarms else None,

@@ -198,8 +198,10 @@ def test_time_remaining_needs_a_steady_rate_and_is_held_in_alarm() -> None:
     for t in range(10_500, 40_001, 500):
         fleet.apply("als/sim-01/state", state(t, t / 2000), 0.0)  # 0.5 mL/s
     assert fleet.remaining_ms(rig) == pytest.approx((600 - 20) / 0.5 * 1000, rel=0.01)
+    assert not fleet.tile(rig, 0.0)["held"]
     fleet.apply("als/sim-01/state", state(40_500, 20.25, "alarm"), 0.0)
     assert fleet.remaining_ms(rig) is None  # held
+    assert fleet.tile(rig, 0.0)["held"]  # what the pages show instead of a time
 
 
 async def test_a_refused_broker_login_ends_the_dashboard(

@@ -62,8 +62,7 @@ function renderTile(t) {
     bar.append(fill); a.append(bar);
   }
   a.append(el('div', {class: 'progress dim', text: progressText(p)}));
-  const held = t.phase === 'alarm' || t.phase === 'paused';
-  a.append(el('div', {class: 'left', text: `left ${held ? 'held' : clock(t.remaining_ms)}  rig time ${clock(t.t_ms)}`}));
+  a.append(el('div', {class: 'left', text: `left ${t.held ? 'held' : clock(t.remaining_ms)}  rig time ${clock(t.t_ms)}`}));
   if (t.alarm) {
     const row = el('div', {class: 'top-alarm'});
     row.append(el('span', {class: `badge ${t.alarm.acknowledged ? 'ack' : t.alarm.priority}`, text: t.alarm.priority.toUpperCase()}),
